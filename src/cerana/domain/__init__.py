@@ -1,0 +1,1 @@
+"""Entities, enums and validation rules. Nothing here performs I/O."""

@@ -1,0 +1,57 @@
+"""How each entity type maps onto tables: the registry the query compiler,
+the repositories and the stats share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Table
+
+from cerana.domain import attributes as attrs
+from cerana.domain.attributes import EntitySpec
+from cerana.store import tables
+
+
+@dataclass(frozen=True)
+class Model:
+    """An entity type: its attribute spec, its table and its side tables."""
+
+    spec: EntitySpec
+    table: Table
+    tag_table: Table | None = None
+    tag_column: str | None = None  # foreign key column in tag_table
+    custom_field_table: Table | None = None
+    parent: str | None = None  # model name of the parent
+    parent_column: str | None = None  # column of `table` pointing at it
+    has_organisation: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.spec.model
+
+
+CASE = Model(
+    attrs.CASE,
+    tables.case,
+    tag_table=tables.case_tag,
+    tag_column="case_id",
+    custom_field_table=tables.case_custom_field,
+)
+TASK = Model(attrs.TASK, tables.task, parent="case", parent_column="case_id")
+LOG = Model(attrs.LOG, tables.task_log, parent="case_task", parent_column="task_id")
+OBSERVABLE = Model(
+    attrs.OBSERVABLE,
+    tables.observable,
+    tag_table=tables.observable_tag,
+    tag_column="observable_id",
+    parent="case",
+    parent_column="case_id",
+)
+USER = Model(attrs.USER, tables.user)
+
+MODELS: dict[str, Model] = {m.name: m for m in (CASE, TASK, LOG, OBSERVABLE, USER)}
+
+
+def model_named(name: str) -> Model | None:
+    """Returns the model registered under TheHive's model name, if any."""
+    return MODELS.get(name)

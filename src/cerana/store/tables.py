@@ -1,0 +1,283 @@
+"""The database schema, as SQLAlchemy Core tables.
+
+Conventions:
+- every record carries ``organisation``; ids are random strings;
+- dates are epoch milliseconds (BigInteger), as on TheHive's wire;
+- ``version`` is bumped on every update for optimistic concurrency;
+- lists that users filter on (tags, custom field values, file hashes) live
+  in side tables with their own indexes, written in the same transaction as
+  the row; the row keeps a JSON copy for fast output.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(40)
+LOGIN = String(128)
+
+
+def _record_columns() -> list[Column[object]]:
+    return [
+        Column("organisation", String(64), nullable=False),
+        Column("created_by", LOGIN, nullable=False),
+        Column("created_at", BigInteger, nullable=False),
+        Column("updated_by", LOGIN),
+        Column("updated_at", BigInteger),
+        Column("version", Integer, nullable=False, default=1),
+    ]
+
+
+organisation = Table(
+    "organisation",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+sequence = Table(
+    "sequence",
+    metadata,
+    Column("organisation", String(64), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+user = Table(
+    "user_account",
+    metadata,
+    Column("id", LOGIN, primary_key=True),  # the login
+    Column("name", String(256), nullable=False),
+    Column("roles", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("password_hash", String(256)),
+    # SHA-256 of the API key: keys are 256-bit random, so a fast hash is
+    # enough, and the unique index makes key look-up one probe.
+    Column("key_hash", String(64), unique=True),
+    Column("avatar", Text),
+    Column("preferences", Text, nullable=False, default="{}"),
+    *_record_columns(),
+)
+
+case = Table(
+    "case_record",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("number", BigInteger, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("severity", Integer, nullable=False),
+    Column("owner", LOGIN, nullable=False),
+    Column("start_date", BigInteger, nullable=False),
+    Column("end_date", BigInteger),
+    Column("flag", Boolean, nullable=False),
+    Column("tlp", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("resolution_status", String(32)),
+    Column("impact_status", String(32)),
+    Column("summary", Text),
+    Column("merge_into", ID),
+    Column("merge_from", JSON),
+    Column("metrics", JSON, nullable=False),
+    Column("custom_fields", JSON, nullable=False),
+    Column("tags", JSON, nullable=False),
+    *_record_columns(),
+    UniqueConstraint("organisation", "number", name="uq_case_number"),
+    Index("ix_case_status_start", "organisation", "status", "start_date"),
+    Index("ix_case_start", "organisation", "start_date"),
+    Index("ix_case_owner", "owner"),
+)
+
+case_tag = Table(
+    "case_tag",
+    metadata,
+    Column(
+        "case_id", ID, ForeignKey("case_record.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("tag", String(512), primary_key=True),
+    Index("ix_case_tag_tag", "tag", "case_id"),
+)
+
+case_custom_field = Table(
+    "case_custom_field",
+    metadata,
+    Column(
+        "case_id", ID, ForeignKey("case_record.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("reference", String(128), primary_key=True),
+    Column("type", String(16), nullable=False),
+    Column("string_value", Text),
+    Column("number_value", Float),
+    Column("boolean_value", Boolean),
+    Column("date_value", BigInteger),
+    Index("ix_ccf_string", "reference", "string_value"),
+    Index("ix_ccf_number", "reference", "number_value"),
+    Index("ix_ccf_date", "reference", "date_value"),
+)
+
+task = Table(
+    "task",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column(
+        "case_id", ID, ForeignKey("case_record.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("title", Text, nullable=False),
+    Column("description", Text),
+    Column("owner", LOGIN),
+    Column("status", String(16), nullable=False),
+    Column("flag", Boolean, nullable=False),
+    Column("start_date", BigInteger),
+    Column("end_date", BigInteger),
+    Column("order", Integer, nullable=False),
+    Column("due_date", BigInteger),
+    Column("group", String(256), nullable=False),
+    *_record_columns(),
+    Index("ix_task_case", "case_id", "order"),
+    Index("ix_task_status", "organisation", "status"),
+    Index("ix_task_owner", "owner", "status"),
+)
+
+attachment = Table(
+    "attachment",
+    metadata,
+    Column("id", String(64), primary_key=True),  # SHA-256 of the content
+    Column("sha1", String(40), nullable=False),
+    Column("md5", String(32), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+task_log = Table(
+    "task_log",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column(
+        "task_id", ID, ForeignKey("task.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("case_id", ID, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("start_date", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("owner", LOGIN, nullable=False),
+    Column("attachment_id", String(64), ForeignKey("attachment.id")),
+    Column("attachment_name", String(512)),
+    Column("attachment_content_type", String(256)),
+    *_record_columns(),
+    Index("ix_task_log_task", "task_id", "start_date"),
+    Index("ix_task_log_case", "case_id"),
+)
+
+observable = Table(
+    "observable",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column(
+        "case_id", ID, ForeignKey("case_record.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("data_type", String(64), nullable=False),
+    Column("data", Text),
+    # SHA-1 of the value (or the file's SHA-256): an index on long values
+    # would exceed PostgreSQL's b-tree entry limit, a digest never does.
+    Column("data_key", String(64), nullable=False),
+    Column("message", Text),
+    Column("start_date", BigInteger, nullable=False),
+    Column("tlp", Integer, nullable=False),
+    Column("ioc", Boolean, nullable=False),
+    Column("sighted", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reports", JSON, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("attachment_id", String(64), ForeignKey("attachment.id")),
+    Column("attachment_name", String(512)),
+    Column("attachment_content_type", String(256)),
+    *_record_columns(),
+    UniqueConstraint("case_id", "data_type", "data_key", name="uq_observable_in_case"),
+    Index("ix_observable_value", "data_type", "data_key"),
+    Index("ix_observable_case", "case_id", "status"),
+)
+
+observable_tag = Table(
+    "observable_tag",
+    metadata,
+    Column(
+        "observable_id",
+        ID,
+        ForeignKey("observable.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("tag", String(512), primary_key=True),
+    Index("ix_observable_tag_tag", "tag", "observable_id"),
+)
+
+# Hash values an observable stands for: a `hash` observable's value, or the
+# three digests of a `file` observable. TheHive's similarity rule matches a
+# hash against files and files against each other through this table.
+observable_hash = Table(
+    "observable_hash",
+    metadata,
+    Column(
+        "observable_id",
+        ID,
+        ForeignKey("observable.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("hash", String(128), primary_key=True),
+    Index("ix_observable_hash_hash", "hash", "observable_id"),
+)
+
+dblist = Table(
+    "dblist",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("organisation", String(64), nullable=False),
+    Column("list_name", String(128), nullable=False),
+    Column("value", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("organisation", "id", name="uq_dblist_item"),
+    Index("ix_dblist_list", "organisation", "list_name"),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("organisation", String(64), nullable=False),
+    Column("operation", String(16), nullable=False),
+    Column("object_type", String(64), nullable=False),
+    Column("object_id", ID, nullable=False),
+    Column("root_id", ID, nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("base", Boolean, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("created_by", LOGIN, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_audit_root", "root_id", "id"),
+    Index("ix_audit_created", "organisation", "created_at"),
+    Index("ix_audit_request", "request_id"),
+    Index("ix_audit_object", "object_id"),
+)

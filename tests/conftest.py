@@ -1,0 +1,87 @@
+"""Shared fixtures: real SQLite and real PostgreSQL databases.
+
+Every test that takes ``db`` runs twice, once per backend. PostgreSQL is
+not optional: when it cannot be reached the run fails, it never skips.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from cerana.store.db import Database
+from cerana.store.tables import metadata
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CERANA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _worker_suffix() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _create_postgres_database(name: str) -> str:
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is required and could not be reached at "
+            f"{POSTGRES_ADMIN_URL}: {exc}",
+            pytrace=False,
+        )
+    finally:
+        admin.dispose()
+    return sa.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(
+        hide_password=False
+    )
+
+
+@pytest.fixture(scope="session")
+def database_urls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One migrated database per backend for the whole test session."""
+    sqlite_file = tmp_path_factory.mktemp("sqlite") / "cerana.db"
+    urls = {
+        "sqlite": f"sqlite:///{sqlite_file}",
+        "postgresql": _create_postgres_database(f"cerana_test_{_worker_suffix()}"),
+    }
+    for url in urls.values():
+        database = Database(url)
+        database.migrate()
+        database.dispose()
+    return urls
+
+
+_ENGINES: dict[str, Database] = {}
+
+
+@pytest.fixture(params=BACKENDS)
+def db(request: pytest.FixtureRequest, database_urls: dict[str, str]) -> Iterator[Database]:
+    """A clean database of each backend; rows are removed after the test."""
+    backend: str = request.param
+    if backend not in _ENGINES:
+        _ENGINES[backend] = Database(database_urls[backend])
+    database = _ENGINES[backend]
+    yield database
+    _empty(database)
+
+
+def _empty(database: Database) -> None:
+    with database.write() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
