@@ -36,7 +36,8 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     admin_login: str = "admin"
     admin_password: str = field(default="", repr=False)
-    attachment_password: str = "malware"
+    # TheHive's well-known password for zipped samples; not a credential.
+    attachment_password: str = "malware"  # noqa: S105
     max_attachment_size: int = 512 * 1024 * 1024
     max_body_size: int = 16 * 1024 * 1024
     session_inactivity: int = 3600
@@ -62,9 +63,7 @@ class Settings:
 
     def __repr__(self) -> str:  # secrets must never reach a log line
         shown = {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.repr
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.repr
         }
         return f"Settings({shown})"
 
@@ -97,7 +96,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"configuration file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+        raise ConfigError(
+            f"configuration file {path} is not valid TOML: {exc}"
+        ) from None
     section = document.get("cerana", document)
     known = _field_types()
     values: dict[str, Any] = {}

@@ -149,12 +149,19 @@ CASE = _spec(
             "status", "status", Kind.ENUM, default=lambda: "Open", values=CASE_STATUSES
         ),
         Attribute("metrics", "metrics", Kind.METRICS, default=_empty_dict),
-        Attribute("resolutionStatus", "resolution_status", Kind.ENUM, values=RESOLUTION_STATUSES),
+        Attribute(
+            "resolutionStatus",
+            "resolution_status",
+            Kind.ENUM,
+            values=RESOLUTION_STATUSES,
+        ),
         Attribute("impactStatus", "impact_status", Kind.ENUM, values=IMPACT_STATUSES),
         Attribute("summary", "summary", Kind.TEXT),
         Attribute("mergeInto", "merge_into", Kind.STRING, model_only=True),
         Attribute("mergeFrom", "merge_from", Kind.STRINGS, model_only=True),
-        Attribute("customFields", "custom_fields", Kind.CUSTOM_FIELDS, default=_empty_dict),
+        Attribute(
+            "customFields", "custom_fields", Kind.CUSTOM_FIELDS, default=_empty_dict
+        ),
     ],
 )
 
@@ -167,7 +174,11 @@ TASK = _spec(
         Attribute("description", "description", Kind.TEXT),
         Attribute("owner", "owner", Kind.USER),
         Attribute(
-            "status", "status", Kind.ENUM, default=lambda: "Waiting", values=TASK_STATUSES
+            "status",
+            "status",
+            Kind.ENUM,
+            default=lambda: "Waiting",
+            values=TASK_STATUSES,
         ),
         Attribute("flag", "flag", Kind.BOOLEAN, default=lambda: False),
         Attribute("startDate", "start_date", Kind.DATE),
@@ -187,7 +198,9 @@ LOG = _spec(
     [
         Attribute("message", "message", Kind.TEXT, required=True),
         Attribute("startDate", "start_date", Kind.DATE, default=now_ms),
-        Attribute("status", "status", Kind.ENUM, default=lambda: "Ok", values=OK_DELETED),
+        Attribute(
+            "status", "status", Kind.ENUM, default=lambda: "Ok", values=OK_DELETED
+        ),
         Attribute("owner", "owner", Kind.USER, required=True),
         Attribute("attachment.name", "attachment_name", Kind.STRING, model_only=True),
         Attribute("attachment.id", "attachment_id", Kind.STRING, model_only=True),
@@ -215,7 +228,9 @@ OBSERVABLE = _spec(
         Attribute("tags", "tags", Kind.TAGS),
         Attribute("ioc", "ioc", Kind.BOOLEAN, default=lambda: False),
         Attribute("sighted", "sighted", Kind.BOOLEAN, default=lambda: False),
-        Attribute("status", "status", Kind.ENUM, default=lambda: "Ok", values=OK_DELETED),
+        Attribute(
+            "status", "status", Kind.ENUM, default=lambda: "Ok", values=OK_DELETED
+        ),
         Attribute("reports", "reports", Kind.JSON, model_only=True, audited=False),
         Attribute("attachment.name", "attachment_name", Kind.STRING, model_only=True),
         Attribute("attachment.id", "attachment_id", Kind.STRING, model_only=True),
@@ -238,7 +253,9 @@ USER = _spec(
         Attribute("login", "id", Kind.STRING, required=True, readonly=True),
         Attribute("name", "name", Kind.STRING, required=True),
         Attribute("roles", "roles", Kind.STRINGS, default=lambda: [], values=ROLES),
-        Attribute("status", "status", Kind.ENUM, default=lambda: "Ok", values=USER_STATUSES),
+        Attribute(
+            "status", "status", Kind.ENUM, default=lambda: "Ok", values=USER_STATUSES
+        ),
         Attribute("password", "password", Kind.STRING, sensitive=True, audited=False),
         Attribute("avatar", "avatar", Kind.TEXT, audited=False),
         Attribute("preferences", "preferences", Kind.TEXT, sensitive=True),
@@ -378,15 +395,17 @@ def convert_value(attribute: Attribute, raw: Any) -> Any:
     """
     converter = _CONVERTERS[attribute.kind]
     value = converter(raw)
-    if attribute.values and attribute.kind in (Kind.NUMBER, Kind.ENUM):
-        if value not in attribute.values:
-            allowed = ", ".join(str(v) for v in attribute.values)
-            raise ValueError(f"{raw!r} is not one of {allowed}")
+    enumerated = attribute.kind in (Kind.NUMBER, Kind.ENUM)
+    if attribute.values and enumerated and value not in attribute.values:
+        allowed = ", ".join(str(v) for v in attribute.values)
+        raise ValueError(f"{raw!r} is not one of {allowed}")
     if attribute.values and attribute.kind == Kind.STRINGS:
         lowered = [v.lower() for v in value]
         unknown = [v for v in lowered if v not in attribute.values]
         if unknown:
-            raise ValueError(f"{unknown[0]!r} is not one of {', '.join(attribute.values)}")
+            raise ValueError(
+                f"{unknown[0]!r} is not one of {', '.join(attribute.values)}"
+            )
         value = list(dict.fromkeys(lowered))
     return value
 
@@ -487,7 +506,9 @@ def _to_custom_fields(raw: Any) -> dict[str, dict[str, Any]]:
 
 def _to_custom_value(reference: str, content: Any) -> dict[str, Any]:
     if not isinstance(content, dict):
-        raise ValueError(f"custom field {reference} must be an object like {{'string': 'x'}}")
+        raise ValueError(
+            f"custom field {reference} must be an object like {{'string': 'x'}}"
+        )
     value: dict[str, Any] = {}
     for key, item in content.items():
         if key == "order":

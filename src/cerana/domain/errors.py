@@ -84,7 +84,9 @@ class AttributeCheckingError(InvalidInput):
         return body
 
 
-def invalid_format(table: str, name: str, value: Any, fmt: str, why: str) -> AttributeCheckingError:
+def invalid_format(
+    table: str, name: str, value: Any, fmt: str, why: str
+) -> AttributeCheckingError:
     """Builds the error for one field whose value has the wrong format."""
     problem = AttributeProblem(
         kind="InvalidFormatAttributeError",

@@ -10,9 +10,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Table, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 
 from cerana.domain.errors import NotFound, VersionConflict
+from cerana.store import tables
 from cerana.store.models import Model
 
 
@@ -102,7 +113,9 @@ def update_record(
     return merged
 
 
-def delete_records(conn: Connection, table: Table, column: str, ids: Iterable[str]) -> None:
+def delete_records(
+    conn: Connection, table: Table, column: str, ids: Iterable[str]
+) -> None:
     """Deletes the rows of ``table`` whose ``column`` is in ``ids``."""
     id_list = list(ids)
     for start in range(0, len(id_list), 500):
@@ -113,26 +126,28 @@ def delete_records(conn: Connection, table: Table, column: str, ids: Iterable[st
 def next_number(conn: Connection, organisation: str, name: str) -> int:
     """Returns the next value of a per-organisation sequence (1, 2, ...).
 
-    The UPDATE takes a row lock on PostgreSQL and runs under the write lock
-    on SQLite, so concurrent callers always get distinct numbers.
+    One upsert: it takes the row lock on PostgreSQL and runs under the
+    write lock on SQLite, so concurrent callers always get distinct numbers,
+    even for the very first value.
     """
-    from cerana.store.tables import sequence
-
-    result = conn.execute(
-        update(sequence)
-        .where(sequence.c.organisation == organisation, sequence.c.name == name)
-        .values(value=sequence.c.value + 1)
-        .returning(sequence.c.value)
-    ).scalar()
-    if result is not None:
-        return int(result)
-    conn.execute(insert(sequence).values(organisation=organisation, name=name, value=1))
-    return 1
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(tables.sequence).values(
+        organisation=organisation, name=name, value=1
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["organisation", "name"],
+        set_={"value": tables.sequence.c.value + 1},
+    ).returning(tables.sequence.c.value)
+    return int(conn.execute(statement).scalar_one())
 
 
 def count(conn: Connection, table: Table, *conditions: Any) -> int:
     """Returns how many rows of ``table`` match ``conditions``."""
-    return int(conn.execute(select(func.count()).select_from(table).where(*conditions)).scalar_one())
+    return int(
+        conn.execute(
+            select(func.count()).select_from(table).where(*conditions)
+        ).scalar_one()
+    )
 
 
 def _write_side_tables(
@@ -146,7 +161,13 @@ def _write_side_tables(
     if model.tag_table is not None and "tags" in values:
         _write_tags(conn, model, record_id, values["tags"] or [], replace)
     if model.custom_field_table is not None and "custom_fields" in values:
-        _write_custom_fields(conn, model.custom_field_table, record_id, values["custom_fields"] or {}, replace)
+        _write_custom_fields(
+            conn,
+            model.custom_field_table,
+            record_id,
+            values["custom_fields"] or {},
+            replace,
+        )
 
 
 def _write_tags(

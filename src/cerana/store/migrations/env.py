@@ -1,7 +1,7 @@
 """Alembic environment: runs migrations on the connection Cerana hands over."""
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from cerana.store.tables import metadata
 
@@ -19,7 +19,7 @@ def run_migrations() -> None:
     _run(connection)
 
 
-def _run(connection: object) -> None:
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,

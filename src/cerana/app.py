@@ -1,0 +1,128 @@
+"""Builds the ASGI application: API routers, error handling, request ids."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cerana.api import cases, observables, platform_routes, stream, tasks, users
+from cerana.api.responses import json_response
+from cerana.config import Settings
+from cerana.domain.errors import CeranaError
+from cerana.domain.identifiers import new_request_id
+from cerana.platform import Platform
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, prepared: Platform | None = None) -> FastAPI:
+    """Returns the Cerana ASGI app for ``settings``.
+
+    The schema is migrated and the first admin created at start-up unless
+    a ``prepared`` platform is handed over (the CLI prepares it itself to
+    print the admin password).
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        platform = prepared or Platform.open(settings)
+        if prepared is None:
+            platform.prepare()
+        app.state.platform = platform
+        logger.info("Cerana ready on %s", platform.db.dialect)
+        yield
+        platform.close()
+
+    app = FastAPI(
+        title="Cerana",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    for module in (users, tasks, observables, cases, platform_routes, stream):
+        app.include_router(module.router)
+    _install_error_handlers(app)
+    app.middleware("http")(_request_context)
+    return app
+
+
+async def _request_context(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    request.state.request_id = (
+        request.headers.get("x-request-id", "")[:64] or new_request_id()
+    )
+    try:
+        response = await call_next(request)
+    finally:
+        form = getattr(request.state, "open_form", None)
+        if form is not None:
+            await form.close()
+    response.headers["X-Request-Id"] = request.state.request_id
+    refresh = getattr(request.state, "refresh_session", None)
+    if refresh is not None and "set-cookie" not in response.headers:
+        from cerana.api.users import issue_session
+
+        issue_session(request, response, *refresh)
+    return response
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CeranaError)
+    async def on_cerana_error(request: Request, exc: CeranaError) -> Response:
+        if exc.status >= 500:
+            logger.error("request %s failed: %s", request.state.request_id, exc.message)
+        return json_response(exc.to_json(), exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(
+        request: Request, exc: RequestValidationError
+    ) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return json_response(
+            {
+                "type": "BadRequest",
+                "message": f"{where}: {first.get('msg', 'invalid')}",
+            },
+            400,
+        )
+
+    @app.exception_handler(HTTPException)
+    async def on_http_error(request: Request, exc: HTTPException) -> Response:
+        kinds = {
+            404: "NotFoundError",
+            405: "BadRequest",
+            401: "AuthenticationError",
+            403: "AuthorizationError",
+        }
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        status = 400 if exc.status_code == 405 else exc.status_code
+        return json_response(
+            {"type": kinds.get(exc.status_code, "BadRequest"), "message": message},
+            status,
+        )
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        request_id = getattr(request.state, "request_id", "-")
+        logger.exception(
+            "request %s %s %s failed unexpectedly",
+            request_id,
+            request.method,
+            request.url.path,
+        )
+        body = {
+            "type": "InternalError",
+            "message": f"internal error; quote request id {request_id} to your administrator",
+        }
+        return json_response(body, 500)

@@ -1,0 +1,240 @@
+"""The ``cerana`` command: serve the platform and administer it.
+
+``main(argv)`` returns the exit status, so tests call it directly. Each
+failure has its own status; a traceback is shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from sqlalchemy import select
+
+from cerana import __version__
+from cerana.config import ConfigError, Settings, load_settings
+from cerana.domain.errors import CeranaError
+from cerana.platform import Platform
+from cerana.services import users
+from cerana.services.context import Actor, system_actor
+from cerana.store import tables
+
+logger = logging.getLogger(__name__)
+
+E_OK = 0
+E_USAGE = 2
+E_CONFIG = 3
+E_INVALID = 4
+E_DATABASE = 5
+E_UNEXPECTED = 70
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.debug, args.quiet)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return E_USAGE
+    try:
+        settings = load_settings(args.config)
+        handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+        return handler(args, settings)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print(
+            "check the file given with --config and the CERANA_* variables (docs/configuration.md)",
+            file=sys.stderr,
+        )
+        return E_CONFIG
+    except CeranaError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return E_INVALID
+    except Exception as exc:
+        if args.debug:
+            raise
+        logger.debug("unexpected failure", exc_info=True)
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("run again with --debug for the full traceback", file=sys.stderr)
+        return E_UNEXPECTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cerana",
+        description="Security incident response platform (TheHive 3 API).",
+    )
+    parser.add_argument("--version", action="version", version=f"cerana {__version__}")
+    parser.add_argument("--config", type=Path, help="TOML configuration file")
+    parser.add_argument(
+        "--debug", action="store_true", help="verbose logs and tracebacks"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="log warnings and errors only"
+    )
+    commands = parser.add_subparsers(title="commands")
+
+    serve = commands.add_parser("serve", help="run the web application and API")
+    serve.add_argument(
+        "--host", help="address to listen on (default from settings: 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, help="port to listen on (default 9000)")
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser(
+        "migrate", help="bring the database schema up to date"
+    )
+    migrate.set_defaults(handler=_migrate)
+
+    user = commands.add_parser("user", help="manage user accounts").add_subparsers(
+        title="user commands"
+    )
+    add = user.add_parser("add", help="create a user")
+    add.add_argument("login")
+    add.add_argument("--name", help="display name (default: the login)")
+    add.add_argument(
+        "--roles", default="read,write", help="comma-separated: read,write,admin,alert"
+    )
+    add.add_argument(
+        "--password",
+        help="password (asked for when omitted; stdin when not a terminal)",
+    )
+    add.set_defaults(handler=_user_add)
+    listing = user.add_parser("list", help="list users")
+    listing.set_defaults(handler=_user_list)
+    for verb, status in (("lock", "Locked"), ("unlock", "Ok")):
+        cmd = user.add_parser(verb, help=f"{verb} a user")
+        cmd.add_argument("login")
+        cmd.set_defaults(handler=_user_status, status=status)
+    password = user.add_parser("set-password", help="set a user's password")
+    password.add_argument("login")
+    password.add_argument("--password", help="new password (asked for when omitted)")
+    password.set_defaults(handler=_user_password)
+    renew = user.add_parser("renew-key", help="create a new API key and print it once")
+    renew.add_argument("login")
+    renew.set_defaults(handler=_user_renew_key)
+    return parser
+
+
+def _configure_logging(debug: bool, quiet: bool) -> None:
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _open(settings: Settings) -> tuple[Platform, str | None]:
+    platform = Platform.open(settings)
+    return platform, platform.prepare()
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from cerana.app import create_app
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+    platform, generated = _open(settings)
+    if generated:
+        print(
+            f"Created the administrator '{settings.admin_login}' with password: {generated}"
+        )
+        print(
+            "Sign in and change it (user menu), or set CERANA_ADMIN_PASSWORD before the first start."
+        )
+    print(
+        f"Cerana {__version__} listening on http://{host}:{port}/ (database: {platform.db.dialect})"
+    )
+    app = create_app(settings, prepared=platform)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    return E_OK
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    platform, generated = _open(settings)
+    if generated:
+        print(
+            f"Created the administrator '{settings.admin_login}' with password: {generated}"
+        )
+    platform.close()
+    print("database schema is up to date")
+    return E_OK
+
+
+def _admin(settings: Settings) -> Actor:
+    return system_actor(settings.organisation)
+
+
+def _read_password(given: str | None) -> str:
+    if given:
+        return given
+    if sys.stdin.isatty():
+        return getpass.getpass("Password: ")
+    return sys.stdin.readline().rstrip("\n")
+
+
+def _user_add(args: argparse.Namespace, settings: Settings) -> int:
+    platform, _ = _open(settings)
+    password = _read_password(args.password)
+    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    with platform.db.write() as conn:
+        users.create_user(
+            conn,
+            _admin(settings),
+            {
+                "login": args.login,
+                "name": args.name or args.login,
+                "roles": roles,
+                "password": password,
+            },
+        )
+    print(f"user {args.login} created with roles {', '.join(roles)}")
+    return E_OK
+
+
+def _user_list(args: argparse.Namespace, settings: Settings) -> int:
+    platform, _ = _open(settings)
+    user = tables.user
+    with platform.db.read() as conn:
+        rows = conn.execute(select(user).order_by(user.c.id)).mappings().all()
+    for row in rows:
+        key = "key" if row["key_hash"] else "-"
+        print(
+            f"{row['id']:<24} {row['status']:<7} {','.join(row['roles']):<24} {key:<4} {row['name']}"
+        )
+    return E_OK
+
+
+def _user_status(args: argparse.Namespace, settings: Settings) -> int:
+    platform, _ = _open(settings)
+    with platform.db.write() as conn:
+        users.set_status(conn, _admin(settings), args.login, args.status)
+    print(f"user {args.login} is now {args.status}")
+    return E_OK
+
+
+def _user_password(args: argparse.Namespace, settings: Settings) -> int:
+    platform, _ = _open(settings)
+    password = _read_password(args.password)
+    with platform.db.write() as conn:
+        users.set_password(conn, _admin(settings), args.login, password)
+    print(f"password of {args.login} changed")
+    return E_OK
+
+
+def _user_renew_key(args: argparse.Namespace, settings: Settings) -> int:
+    platform, _ = _open(settings)
+    with platform.db.write() as conn:
+        key = users.renew_key(conn, _admin(settings), args.login)
+    print(key)
+    return E_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The audit trail: one typed record per create, update and delete.
+
+Records are written in the caller's transaction, so an audit record exists
+exactly when the change it describes was committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from cerana.domain.attributes import EntitySpec
+from cerana.domain.dates import now_ms
+from cerana.services.context import Actor
+from cerana.store import tables
+from cerana.store.rows import Row
+
+
+def audited_details(spec: EntitySpec, columns: Row) -> dict[str, Any]:
+    """Returns the audited attributes among ``columns``, under wire names.
+
+    Read-only, sensitive and unaudited attributes are left out, as TheHive
+    leaves them out of audit details.
+    """
+    details: dict[str, Any] = {}
+    for attribute in spec.attributes.values():
+        if attribute.readonly or attribute.sensitive or not attribute.audited:
+            continue
+        if attribute.model_only and attribute.column in (
+            "created_by",
+            "created_at",
+            "updated_by",
+            "updated_at",
+        ):
+            continue
+        if attribute.column in columns:
+            details[attribute.name] = columns[attribute.column]
+    return details
+
+
+def record_audit(
+    conn: Connection,
+    actor: Actor,
+    *,
+    operation: str,
+    spec: EntitySpec,
+    object_id: str,
+    root_id: str,
+    details: Mapping[str, Any],
+) -> None:
+    """Writes one audit record for ``operation`` on ``object_id``.
+
+    ``operation`` is Creation, Update or Delete; ``root_id`` is the case an
+    object belongs to, or the object itself for a root entity.
+    """
+    conn.execute(
+        insert(tables.audit).values(
+            organisation=actor.organisation,
+            operation=operation,
+            object_type=spec.model,
+            object_id=object_id,
+            root_id=root_id,
+            request_id=actor.request_id,
+            base=actor.audited == 0,
+            details=dict(details),
+            created_by=actor.login,
+            created_at=now_ms(),
+        )
+    )
+    actor.audited += 1

@@ -1,0 +1,431 @@
+"""Observables (TheHive's artifacts): record, flag, find where else seen.
+
+A value is validated and normalised for its datatype before it is stored,
+so "seen before" is an exact look-up on the (datatype, value digest) index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, and_, func, insert, or_, select
+
+from cerana.domain import attributes as attrs
+from cerana.domain.datatypes import (
+    InvalidObservableValue,
+    hash_kind,
+    normalise_observable,
+)
+from cerana.domain.dates import now_ms
+from cerana.domain.errors import (
+    AttributeCheckingError,
+    AttributeProblem,
+    CeranaError,
+    Conflict,
+    InvalidInput,
+    invalid_format,
+)
+from cerana.domain.identifiers import new_id
+from cerana.services import lists
+from cerana.services.attachments import Upload, attachment_rows, store_upload
+from cerana.services.audit import audited_details, record_audit
+from cerana.services.cases import require_open_case
+from cerana.services.context import Actor
+from cerana.store import models, records, tables
+from cerana.store.attachments import AttachmentStore
+from cerana.store.rows import Row
+
+logger = logging.getLogger(__name__)
+
+MAX_VALUES_PER_REQUEST = 10_000
+
+
+def data_key(value: str) -> str:
+    """Returns the indexed digest of an observable value."""
+    return hashlib.sha1(value.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def create_observables(
+    conn: Connection,
+    actor: Actor,
+    case_id: str,
+    body: Mapping[str, Any],
+    *,
+    upload: Upload | None = None,
+    store: AttachmentStore | None = None,
+    max_size: int = 0,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Adds one observable per value of ``data`` (a string or a list), or a
+    file observable from ``upload``; returns (created rows, error objects).
+
+    Each value is added in a savepoint: a bad or duplicate value is reported
+    in the errors and the others are kept, as TheHive's multi-result does.
+    """
+    require_open_case(conn, actor.organisation, case_id)
+    fields = dict(body)
+    raw_data = fields.pop("data", None)
+    data_type = fields.get("dataType")
+    _check_datatype(conn, actor.organisation, data_type)
+    if data_type == "file":
+        if upload is None or store is None:
+            raise invalid_format(
+                "case_artifact",
+                "attachment",
+                None,
+                "attachment",
+                "a file observable needs an attachment part",
+            )
+        return [_create_file(conn, actor, case_id, fields, upload, store, max_size)], []
+    values = _data_values(raw_data)
+    created: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for value in values:
+        try:
+            with conn.begin_nested():
+                created.append(
+                    _create_one(conn, actor, case_id, {**fields, "data": value})
+                )
+        except CeranaError as exc:
+            failed.append(
+                {**exc.to_json(), "object": {"data": value, "dataType": data_type}}
+            )
+    return created, failed
+
+
+def _data_values(raw: Any) -> list[str]:
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        raise invalid_format(
+            "case_artifact",
+            "data",
+            raw,
+            "string",
+            "data must be a string or a list of strings",
+        )
+    values = [v.strip() for v in raw if v.strip()]
+    if not values:
+        raise AttributeCheckingError(
+            "case_artifact",
+            [
+                AttributeProblem(
+                    "MissingAttributeError", "data", "Attribute data is missing"
+                )
+            ],
+        )
+    if len(values) > MAX_VALUES_PER_REQUEST:
+        raise InvalidInput(
+            f"at most {MAX_VALUES_PER_REQUEST} values can be added at once"
+        )
+    return list(dict.fromkeys(values))
+
+
+def _check_datatype(conn: Connection, organisation: str, data_type: Any) -> None:
+    if not isinstance(data_type, str):
+        raise AttributeCheckingError(
+            "case_artifact",
+            [
+                AttributeProblem(
+                    "MissingAttributeError", "dataType", "Attribute dataType is missing"
+                )
+            ],
+        )
+    if data_type not in lists.datatypes(conn, organisation):
+        raise invalid_format(
+            "case_artifact",
+            "dataType",
+            data_type,
+            "enumeration",
+            f"unknown datatype '{data_type[:64]}'",
+        )
+
+
+def _checked_values(fields: Mapping[str, Any]) -> dict[str, Any]:
+    values = attrs.check_create(attrs.OBSERVABLE, fields)
+    if not values.get("message") and not values.get("tags"):
+        raise AttributeCheckingError(
+            "case_artifact",
+            [
+                AttributeProblem(
+                    "MissingAttributeError",
+                    "message",
+                    "An observable needs a message or at least one tag",
+                )
+            ],
+        )
+    return values
+
+
+def _create_one(
+    conn: Connection, actor: Actor, case_id: str, fields: Mapping[str, Any]
+) -> dict[str, Any]:
+    data_type = fields["dataType"]
+    try:
+        value = normalise_observable(data_type, fields["data"])
+    except InvalidObservableValue as exc:
+        raise invalid_format(
+            "case_artifact", "data", fields["data"], data_type, exc.reason
+        ) from None
+    values = _checked_values({**fields, "data": value})
+    values["data_key"] = data_key(value)
+    hashes = [value] if data_type == "hash" and hash_kind(value) else []
+    return _insert_or_revive(conn, actor, case_id, values, hashes)
+
+
+def _create_file(
+    conn: Connection,
+    actor: Actor,
+    case_id: str,
+    fields: Mapping[str, Any],
+    upload: Upload,
+    store: AttachmentStore,
+    max_size: int,
+) -> dict[str, Any]:
+    values = _checked_values(fields)
+    values.update(store_upload(conn, store, upload, max_size))
+    values["data"] = None
+    values["data_key"] = values["attachment_id"]
+    stored = attachment_rows(conn, {values["attachment_id"]})[values["attachment_id"]]
+    hashes = [stored["id"], stored["sha1"], stored["md5"]]
+    return _insert_or_revive(conn, actor, case_id, values, hashes)
+
+
+def _insert_or_revive(
+    conn: Connection,
+    actor: Actor,
+    case_id: str,
+    values: dict[str, Any],
+    hashes: Sequence[str],
+) -> dict[str, Any]:
+    existing = _existing(conn, case_id, values["data_type"], values["data_key"])
+    if existing is not None:
+        if existing["status"] != "Deleted":
+            shown = values["data"] or values.get("attachment_name")
+            raise Conflict(
+                f"observable {values['data_type']} '{shown}' already exists in this case"
+            )
+        return _revive(conn, actor, existing, values)
+    values.update(
+        id=new_id(),
+        case_id=case_id,
+        organisation=actor.organisation,
+        reports={},
+        tags=values.get("tags") or [],
+        created_by=actor.login,
+        created_at=now_ms(),
+        version=1,
+    )
+    records.insert_record(conn, models.OBSERVABLE, values)
+    if hashes:
+        conn.execute(
+            insert(tables.observable_hash),
+            [{"observable_id": values["id"], "hash": h} for h in dict.fromkeys(hashes)],
+        )
+    _audit(conn, actor, "Creation", values, audited_details(attrs.OBSERVABLE, values))
+    return values
+
+
+def _existing(
+    conn: Connection, case_id: str, data_type: str, key: str
+) -> RowMapping | None:
+    table = tables.observable
+    return (
+        conn.execute(
+            select(table).where(
+                table.c.case_id == case_id,
+                table.c.data_type == data_type,
+                table.c.data_key == key,
+            )
+        )
+        .mappings()
+        .first()
+    )
+
+
+def _revive(
+    conn: Connection, actor: Actor, existing: RowMapping, values: Mapping[str, Any]
+) -> dict[str, Any]:
+    keep = ("message", "tags", "tlp", "ioc", "sighted", "start_date")
+    changes: dict[str, Any] = {k: values[k] for k in keep if k in values}
+    changes["status"] = "Ok"
+    updated = records.update_record(
+        conn, models.OBSERVABLE, existing, changes, actor=actor.login, at=now_ms()
+    )
+    _audit(conn, actor, "Update", updated, audited_details(attrs.OBSERVABLE, changes))
+    return updated
+
+
+def get_observable(
+    conn: Connection, organisation: str, observable_id: str
+) -> RowMapping:
+    """Returns the observable row; raises NotFound."""
+    return records.fetch(conn, models.OBSERVABLE, observable_id, organisation)
+
+
+def update_observable(
+    conn: Connection, actor: Actor, observable_id: str, body: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Applies a PATCH body (flags, tags, message, TLP...); returns the row."""
+    current = get_observable(conn, actor.organisation, observable_id)
+    changes = attrs.check_update(attrs.OBSERVABLE, body)
+    message = changes.get("message", current["message"])
+    tags = changes.get("tags", current["tags"])
+    if not message and not tags:
+        raise AttributeCheckingError(
+            "case_artifact",
+            [
+                AttributeProblem(
+                    "MissingAttributeError",
+                    "message",
+                    "An observable needs a message or at least one tag",
+                )
+            ],
+        )
+    updated = records.update_record(
+        conn, models.OBSERVABLE, current, changes, actor=actor.login, at=now_ms()
+    )
+    _audit(conn, actor, "Update", updated, audited_details(attrs.OBSERVABLE, changes))
+    return updated
+
+
+def bulk_update_observables(
+    conn: Connection, actor: Actor, ids: Sequence[str], body: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Updates many observables, each in a savepoint; returns (rows, errors)."""
+    done: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for observable_id in ids:
+        try:
+            with conn.begin_nested():
+                done.append(update_observable(conn, actor, observable_id, body))
+        except CeranaError as exc:
+            failed.append({**exc.to_json(), "object": {"id": observable_id}})
+    return done, failed
+
+
+def delete_observable(conn: Connection, actor: Actor, observable_id: str) -> None:
+    """Soft-deletes an observable."""
+    current = get_observable(conn, actor.organisation, observable_id)
+    records.update_record(
+        conn,
+        models.OBSERVABLE,
+        current,
+        {"status": "Deleted"},
+        actor=actor.login,
+        at=now_ms(),
+    )
+    _audit(conn, actor, "Delete", current, {})
+
+
+def similar_condition(observable: Row) -> Any:
+    """Returns the SQL condition matching observables similar to this one.
+
+    TheHive's rule: same datatype and value; a hash also matches files
+    carrying that hash, and a file matches files or hashes sharing a digest.
+    Both forms are index look-ups.
+    """
+    table = tables.observable
+    same_value = and_(
+        table.c.data_type == observable["data_type"],
+        table.c.data_key == observable["data_key"],
+    )
+    if observable["data_type"] not in ("hash", "file"):
+        return same_value
+    hashes = select(tables.observable_hash.c.hash).where(
+        tables.observable_hash.c.observable_id == observable["id"]
+    )
+    sharing = select(tables.observable_hash.c.observable_id).where(
+        tables.observable_hash.c.hash.in_(hashes)
+    )
+    return or_(same_value, table.c.id.in_(sharing))
+
+
+def _live_case_condition(organisation: str) -> Any:
+    case = tables.case
+    return and_(
+        case.c.organisation == organisation,
+        case.c.status != "Deleted",
+        or_(
+            case.c.resolution_status.is_(None), case.c.resolution_status != "Duplicated"
+        ),
+    )
+
+
+def similar_observables(
+    conn: Connection,
+    organisation: str,
+    observable_id: str,
+    *,
+    offset: int = 0,
+    limit: int | None = 100,
+) -> tuple[list[tuple[RowMapping, RowMapping]], int]:
+    """Returns (observable, its case) pairs seen in other live cases, newest
+    first, and how many there are in all."""
+    current = get_observable(conn, organisation, observable_id)
+    table, case = tables.observable, tables.case
+    where = (
+        similar_condition(current),
+        table.c.case_id != current["case_id"],
+        table.c.status == "Ok",
+        _live_case_condition(organisation),
+    )
+    joined = table.join(case, case.c.id == table.c.case_id)
+    total = conn.execute(
+        select(func.count()).select_from(joined).where(*where)
+    ).scalar_one()
+    rows = conn.execute(
+        select(table.c.id, table.c.case_id)
+        .select_from(joined)
+        .where(*where)
+        .order_by(table.c.start_date.desc(), table.c.id.desc())
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    observables = records.fetch_many(
+        conn, models.OBSERVABLE, [r.id for r in rows], organisation
+    )
+    cases = records.fetch_many(
+        conn, models.CASE, list({r.case_id for r in rows}), organisation
+    )
+    return [(observables[r.id], cases[r.case_id]) for r in rows], int(total)
+
+
+def seen_counts(
+    conn: Connection, organisation: str, rows: Sequence[Row]
+) -> dict[str, int]:
+    """Returns, per observable id, in how many other live cases it appears."""
+    counts: dict[str, int] = {}
+    table, case = tables.observable, tables.case
+    for row in rows:
+        counts[row["id"]] = conn.execute(
+            select(func.count(func.distinct(table.c.case_id)))
+            .select_from(table.join(case, case.c.id == table.c.case_id))
+            .where(
+                similar_condition(row),
+                table.c.case_id != row["case_id"],
+                table.c.status == "Ok",
+                _live_case_condition(organisation),
+            )
+        ).scalar_one()
+    return counts
+
+
+def _audit(
+    conn: Connection,
+    actor: Actor,
+    operation: str,
+    row: Row,
+    details: Mapping[str, Any],
+) -> None:
+    record_audit(
+        conn,
+        actor,
+        operation=operation,
+        spec=attrs.OBSERVABLE,
+        object_id=row["id"],
+        root_id=row["case_id"],
+        details=details,
+    )

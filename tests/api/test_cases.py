@@ -1,0 +1,241 @@
+"""Cases through the TheHive 3 API: create, read, update, close, delete, merge."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import httpx
+
+from tests.api.conftest import LiveServer
+
+
+def _case(admin: httpx.Client, **fields: object) -> dict[str, object]:
+    body = {"title": "Phishing wave", "description": "Users report mails", **fields}
+    response = admin.post("/api/case", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_created_case_has_defaults_and_a_number(admin: httpx.Client) -> None:
+    case = _case(admin)
+
+    assert case["caseId"] == 1
+    assert case["severity"] == 2 and case["tlp"] == 2
+    assert case["status"] == "Open"
+    assert case["owner"] == "admin"
+    assert case["_type"] == "case" and case["id"] == case["_id"]
+
+
+def test_case_with_tasks_creates_them_in_order(admin: httpx.Client) -> None:
+    case = _case(admin, tasks=[{"title": "Collect"}, {"title": "Contain"}])
+
+    tasks = admin.post(
+        f"/api/case/{case['id']}/task/_search",
+        json={"range": "all", "sort": ["+order"]},
+    ).json()
+
+    assert [t["title"] for t in tasks] == ["Collect", "Contain"]
+    assert [t["order"] for t in tasks] == [0, 1]
+
+
+def test_missing_title_gets_attribute_error_naming_it(admin: httpx.Client) -> None:
+    response = admin.post("/api/case", json={"description": "d"})
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["type"] == "AttributeCheckingError"
+    assert body["errors"][0][0]["name"] == "title"
+
+
+def test_bad_severity_is_refused_and_nothing_is_written(admin: httpx.Client) -> None:
+    response = admin.post(
+        "/api/case", json={"title": "t", "description": "d", "severity": 9}
+    )
+    listed = admin.get("/api/case")
+
+    assert response.status_code == 400
+    assert "severity" in response.json()["message"]
+    assert listed.headers["X-Total"] == "0"
+
+
+def test_closing_a_case_closes_its_tasks(admin: httpx.Client) -> None:
+    case = _case(
+        admin,
+        tasks=[{"title": "waiting"}, {"title": "started", "status": "InProgress"}],
+    )
+
+    closed = admin.patch(
+        f"/api/case/{case['id']}",
+        json={
+            "status": "Resolved",
+            "resolutionStatus": "TruePositive",
+            "impactStatus": "WithImpact",
+            "summary": "done",
+        },
+    ).json()
+    tasks = admin.post(
+        f"/api/case/{case['id']}/task/_search",
+        json={"range": "all", "sort": ["+order"]},
+    ).json()
+
+    assert closed["status"] == "Resolved" and "endDate" in closed
+    assert [t["status"] for t in tasks] == ["Cancel", "Completed"]
+
+
+def test_stale_version_gets_409_and_keeps_the_newer_change(admin: httpx.Client) -> None:
+    case = _case(admin)
+    admin.patch(f"/api/case/{case['id']}", json={"severity": 3})
+
+    stale = admin.patch(
+        f"/api/case/{case['id']}",
+        json={"severity": 1},
+        headers={"If-Match": str(case["_version"])},
+    )
+    current = admin.get(f"/api/case/{case['id']}").json()
+
+    assert stale.status_code == 409
+    assert stale.json()["type"] == "ConflictError"
+    assert current["severity"] == 3
+
+
+def test_concurrent_creations_get_distinct_numbers(server: LiveServer) -> None:
+    clients = [server.client() for _ in range(8)]
+
+    def create(index: int) -> int:
+        response = clients[index % 8].post(
+            "/api/case", json={"title": f"c{index}", "description": "d"}
+        )
+        assert response.status_code == 201, response.text
+        return int(response.json()["caseId"])
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        numbers = list(pool.map(create, range(64)))
+
+    assert sorted(numbers) == list(range(1, 65))
+
+
+def test_soft_delete_hides_nothing_but_marks_deleted(admin: httpx.Client) -> None:
+    case = _case(admin)
+
+    response = admin.delete(f"/api/case/{case['id']}")
+
+    assert response.status_code == 204
+    assert admin.get(f"/api/case/{case['id']}").json()["status"] == "Deleted"
+
+
+def test_force_delete_needs_admin_and_removes_everything(
+    server: LiveServer, admin: httpx.Client
+) -> None:
+    analyst = server.client(server.add_user("analyst", ["read", "write"]))
+    case = _case(admin, tasks=[{"title": "x"}])
+
+    refused = analyst.delete(f"/api/case/{case['id']}/force")
+    removed = admin.delete(f"/api/case/{case['id']}/force")
+
+    assert refused.status_code == 403
+    assert removed.status_code == 204
+    assert admin.get(f"/api/case/{case['id']}").status_code == 404
+    assert admin.post("/api/case/task/_search", json={}).json() == []
+
+
+def test_bulk_update_reports_each_failure(admin: httpx.Client) -> None:
+    case = _case(admin)
+
+    response = admin.patch(
+        "/api/case/_bulk", json={"ids": [case["id"], "missing"], "flag": True}
+    )
+
+    assert response.status_code == 207
+    assert response.json()["success"][0]["flag"] is True
+    assert response.json()["failure"][0]["type"] == "NotFoundError"
+
+
+def test_search_by_status_and_tag_sorted_by_start_date(admin: httpx.Client) -> None:
+    _case(admin, title="old", tags=["phishing"], startDate=1_000_000_000_000)
+    _case(admin, title="new", tags=["phishing"], startDate=1_700_000_000_000)
+    _case(admin, title="other", tags=["malware"])
+
+    response = admin.post(
+        "/api/case/_search",
+        json={
+            "query": {"_and": [{"status": "Open"}, {"tags": "phishing"}]},
+            "sort": ["-startDate"],
+            "range": "0-50",
+        },
+    )
+
+    assert [c["title"] for c in response.json()] == ["new", "old"]
+    assert response.headers["X-Total"] == "2"
+
+
+def test_unknown_field_in_query_is_a_400_naming_it(admin: httpx.Client) -> None:
+    response = admin.post("/api/case/_search", json={"query": {"nosuchfield": "x"}})
+
+    assert response.status_code == 400
+    assert "nosuchfield" in response.json()["message"]
+
+
+def test_case_stats_counts_and_terms(admin: httpx.Client) -> None:
+    _case(admin, severity=1)
+    _case(admin, severity=3)
+    _case(admin, severity=3)
+
+    response = admin.post(
+        "/api/case/_stats",
+        json={
+            "query": {},
+            "stats": [
+                {"_agg": "field", "_field": "severity", "_select": [{"_agg": "count"}]},
+                {"_agg": "count"},
+            ],
+        },
+    )
+
+    assert response.json() == {"1": {"count": 1}, "3": {"count": 2}, "count": 3}
+
+
+def test_merge_creates_a_new_case_and_resolves_both(admin: httpx.Client) -> None:
+    first = _case(admin, title="A", severity=1, tags=["x"])
+    second = _case(admin, title="B", severity=3, tags=["y"])
+    admin.post(
+        f"/api/case/{first['id']}/artifact",
+        json={"dataType": "ip", "data": "10.0.0.1", "message": "m1"},
+    )
+    admin.post(
+        f"/api/case/{second['id']}/artifact",
+        json={"dataType": "ip", "data": "10.0.0.1", "message": "m2"},
+    )
+
+    merged = admin.post(f"/api/case/{first['id']}/_merge/{second['id']}").json()
+    source = admin.get(f"/api/case/{first['id']}").json()
+    observables = admin.post(
+        f"/api/case/{merged['id']}/artifact/_search", json={}
+    ).json()
+
+    assert merged["title"] == "#1:A / #2:B"
+    assert merged["severity"] == 3 and sorted(merged["tags"]) == ["x", "y"]
+    assert merged["mergeFrom"] == [first["id"], second["id"]]
+    assert (
+        source["resolutionStatus"] == "Duplicated"
+        and source["mergeInto"] == merged["id"]
+    )
+    assert len(observables) == 1 and observables[0]["message"] == "#1:m1\n#2:m2"
+
+
+def test_links_list_cases_sharing_observables(admin: httpx.Client) -> None:
+    first, second, third = _case(admin), _case(admin), _case(admin)
+    for case in (first, second):
+        admin.post(
+            f"/api/case/{case['id']}/artifact",
+            json={"dataType": "domain", "data": "evil.example", "message": "m"},
+        )
+    admin.post(
+        f"/api/case/{third['id']}/artifact",
+        json={"dataType": "domain", "data": "other.example", "message": "m"},
+    )
+
+    links = admin.get(f"/api/case/{first['id']}/links").json()
+
+    assert [link["id"] for link in links] == [second["id"]]
+    assert links[0]["linksCount"] == 1
+    assert links[0]["linkedWith"][0]["data"] == "evil.example"
