@@ -22,8 +22,19 @@ POSTGRES_ADMIN_URL = os.environ.get(
 BACKENDS = ["sqlite", "postgresql"]
 
 
-def _worker_suffix() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+def _database_name() -> str:
+    # One database per test process: parallel runs (xdist workers, several
+    # developers' runs on one machine) never drop each other's database.
+    return f"cerana_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
+
+
+def _drop_postgres_database(name: str) -> None:
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
 
 
 def _create_postgres_database(name: str) -> str:
@@ -40,38 +51,47 @@ def _create_postgres_database(name: str) -> str:
         )
     finally:
         admin.dispose()
-    return sa.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(
-        hide_password=False
+    return (
+        sa.make_url(POSTGRES_ADMIN_URL)
+        .set(database=name)
+        .render_as_string(hide_password=False)
     )
 
 
 @pytest.fixture(scope="session")
-def database_urls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def database_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """One migrated database per backend for the whole test session."""
     sqlite_file = tmp_path_factory.mktemp("sqlite") / "cerana.db"
+    name = _database_name()
     urls = {
         "sqlite": f"sqlite:///{sqlite_file}",
-        "postgresql": _create_postgres_database(f"cerana_test_{_worker_suffix()}"),
+        "postgresql": _create_postgres_database(name),
     }
     for url in urls.values():
         database = Database(url)
         database.migrate()
         database.dispose()
-    return urls
+    yield urls
+    for database in _ENGINES.values():
+        database.dispose()
+    _drop_postgres_database(name)
 
 
 _ENGINES: dict[str, Database] = {}
 
 
 @pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, database_urls: dict[str, str]) -> Iterator[Database]:
-    """A clean database of each backend; rows are removed after the test."""
+def db(
+    request: pytest.FixtureRequest, database_urls: dict[str, str]
+) -> Iterator[Database]:
+    """A clean database of each backend, emptied before the test (the API
+    tests' servers share it and leave their seed data behind)."""
     backend: str = request.param
     if backend not in _ENGINES:
         _ENGINES[backend] = Database(database_urls[backend])
     database = _ENGINES[backend]
-    yield database
     _empty(database)
+    yield database
 
 
 def _empty(database: Database) -> None:

@@ -10,7 +10,8 @@ import argparse
 import getpass
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import select
@@ -128,9 +129,19 @@ def _configure_logging(debug: bool, quiet: bool) -> None:
     )
 
 
-def _open(settings: Settings) -> tuple[Platform, str | None]:
+@contextmanager
+def _opened(settings: Settings) -> Iterator[Platform]:
+    """Yields the prepared platform of an admin command, closed afterwards."""
     platform = Platform.open(settings)
-    return platform, platform.prepare()
+    try:
+        generated = platform.prepare()
+        if generated:
+            print(
+                f"Created the administrator '{settings.admin_login}' with password: {generated}"
+            )
+        yield platform
+    finally:
+        platform.close()
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -140,7 +151,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.host
     port = args.port or settings.port
-    platform, generated = _open(settings)
+    platform = Platform.open(settings)
+    generated = platform.prepare()
     if generated:
         print(
             f"Created the administrator '{settings.admin_login}' with password: {generated}"
@@ -157,13 +169,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    platform, generated = _open(settings)
-    if generated:
-        print(
-            f"Created the administrator '{settings.admin_login}' with password: {generated}"
-        )
-    platform.close()
-    print("database schema is up to date")
+    with _opened(settings):
+        print("database schema is up to date")
     return E_OK
 
 
@@ -180,10 +187,9 @@ def _read_password(given: str | None) -> str:
 
 
 def _user_add(args: argparse.Namespace, settings: Settings) -> int:
-    platform, _ = _open(settings)
     password = _read_password(args.password)
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
-    with platform.db.write() as conn:
+    with _opened(settings) as platform, platform.db.write() as conn:
         users.create_user(
             conn,
             _admin(settings),
@@ -199,9 +205,8 @@ def _user_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _user_list(args: argparse.Namespace, settings: Settings) -> int:
-    platform, _ = _open(settings)
     user = tables.user
-    with platform.db.read() as conn:
+    with _opened(settings) as platform, platform.db.read() as conn:
         rows = conn.execute(select(user).order_by(user.c.id)).mappings().all()
     for row in rows:
         key = "key" if row["key_hash"] else "-"
@@ -212,25 +217,22 @@ def _user_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _user_status(args: argparse.Namespace, settings: Settings) -> int:
-    platform, _ = _open(settings)
-    with platform.db.write() as conn:
+    with _opened(settings) as platform, platform.db.write() as conn:
         users.set_status(conn, _admin(settings), args.login, args.status)
     print(f"user {args.login} is now {args.status}")
     return E_OK
 
 
 def _user_password(args: argparse.Namespace, settings: Settings) -> int:
-    platform, _ = _open(settings)
     password = _read_password(args.password)
-    with platform.db.write() as conn:
+    with _opened(settings) as platform, platform.db.write() as conn:
         users.set_password(conn, _admin(settings), args.login, password)
     print(f"password of {args.login} changed")
     return E_OK
 
 
 def _user_renew_key(args: argparse.Namespace, settings: Settings) -> int:
-    platform, _ = _open(settings)
-    with platform.db.write() as conn:
+    with _opened(settings) as platform, platform.db.write() as conn:
         key = users.renew_key(conn, _admin(settings), args.login)
     print(key)
     return E_OK

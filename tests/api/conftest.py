@@ -148,8 +148,12 @@ def admin(server: LiveServer) -> httpx.Client:
     return server.client()
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+@pytest.fixture(scope="session", autouse=True)
+def stop_servers(database_urls: dict[str, str]) -> Iterator[None]:
+    """Stops the servers before their databases are dropped."""
+    yield
     for live in _SERVERS.values():
         live.server.should_exit = True
         live.thread.join(timeout=5)
         live.platform.close()
+    _SERVERS.clear()

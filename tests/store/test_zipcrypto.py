@@ -3,6 +3,7 @@ import secrets
 import shutil
 import subprocess
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,10 @@ def test_the_member_is_flagged_encrypted_and_deflated() -> None:
 def test_a_wrong_password_is_refused() -> None:
     archive = write_encrypted_zip("sample.exe", SAMPLE, PASSWORD)
 
-    with pytest.raises(RuntimeError, match="Bad password"):
+    # ZipCrypto checks one byte of the password, so 1 archive in 256 gets
+    # past that check with a wrong password and fails later, on inflate or
+    # on the CRC: whichever way, the content never comes out.
+    with pytest.raises((RuntimeError, zlib.error, zipfile.BadZipFile)):
         read_member(archive, "sample.exe", password=b"infected")
 
 
