@@ -18,6 +18,7 @@ from cerana.config import Settings
 from cerana.domain.errors import CeranaError
 from cerana.domain.identifiers import new_request_id
 from cerana.platform import Platform
+from cerana.web import pages as web_pages
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ def create_app(settings: Settings, *, prepared: Platform | None = None) -> FastA
         if prepared is None:
             platform.prepare()
         app.state.platform = platform
+        if settings.workers > 0:
+            platform.queue.start_workers(platform, settings.workers)
         logger.info("Cerana ready on %s", platform.db.dialect)
         yield
         platform.close()
@@ -48,7 +51,15 @@ def create_app(settings: Settings, *, prepared: Platform | None = None) -> FastA
         openapi_url="/api/openapi.json",
         redoc_url=None,
     )
-    for module in (users, tasks, observables, cases, platform_routes, stream):
+    for module in (
+        users,
+        tasks,
+        observables,
+        cases,
+        platform_routes,
+        stream,
+        web_pages,
+    ):
         app.include_router(module.router)
     _install_error_handlers(app)
     app.middleware("http")(_request_context)
@@ -61,6 +72,10 @@ async def _request_context(
     request.state.request_id = (
         request.headers.get("x-request-id", "")[:64] or new_request_id()
     )
+    if _url_has_nul(request):
+        # PostgreSQL refuses NUL in text, and no id, login or parameter has one.
+        body = {"type": "BadRequest", "message": "the URL contains a NUL character"}
+        return json_response(body, 400, {"X-Request-Id": request.state.request_id})
     try:
         response = await call_next(request)
     finally:
@@ -74,6 +89,13 @@ async def _request_context(
 
         issue_session(request, response, *refresh)
     return response
+
+
+def _url_has_nul(request: Request) -> bool:
+    params = request.query_params.multi_items()
+    return "\x00" in request.scope["path"] or any(
+        "\x00" in key + value for key, value in params
+    )
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -87,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 9000)")
     serve.set_defaults(handler=_serve)
 
+    worker = commands.add_parser(
+        "worker", help="run queued work only (analyzer jobs, webhooks, ...)"
+    )
+    worker.add_argument(
+        "--threads", type=int, help="worker threads (default: the workers setting)"
+    )
+    worker.set_defaults(handler=_worker)
+
     migrate = commands.add_parser(
         "migrate", help="bring the database schema up to date"
     )
@@ -165,6 +173,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     )
     app = create_app(settings, prepared=platform)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    return E_OK
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    with _opened(settings) as platform:
+        threads = args.threads or max(settings.workers, 1)
+        print(
+            f"Cerana worker running {threads} threads (database: {platform.db.dialect})"
+        )
+        platform.queue.run_forever(platform, threads)
     return E_OK
 
 

@@ -3,14 +3,16 @@ once per process and shared by the API, the web UI and the CLI."""
 
 from __future__ import annotations
 
+import importlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
 from cerana.auth.sessions import SessionCodec
 from cerana.config import Settings
 from cerana.domain.dates import now_ms
+from cerana.queue import WorkQueue
 from cerana.services import lists, users
 from cerana.services.context import system_actor
 from cerana.store import tables
@@ -19,6 +21,10 @@ from cerana.store.db import Database
 
 logger = logging.getLogger(__name__)
 
+# Modules that register queued work (cerana.queue.register); they are
+# imported before the queue is built so every worker knows every task.
+WORK_MODULES: tuple[str, ...] = ()
+
 
 @dataclass
 class Platform:
@@ -26,6 +32,16 @@ class Platform:
     db: Database
     store: AttachmentStore
     sessions: SessionCodec
+    _queue: WorkQueue | None = field(default=None, repr=False)
+
+    @property
+    def queue(self) -> WorkQueue:
+        """The work queue, built on first use with every registered task."""
+        if self._queue is None:
+            for module in WORK_MODULES:
+                importlib.import_module(module)
+            self._queue = WorkQueue(self.settings)
+        return self._queue
 
     @classmethod
     def open(cls, settings: Settings) -> Platform:
@@ -76,4 +92,6 @@ class Platform:
             )
 
     def close(self) -> None:
+        if self._queue is not None:
+            self._queue.stop_workers()
         self.db.dispose()

@@ -17,6 +17,7 @@ from typing import Any
 
 from cerana.domain.dates import now_ms, parse_date
 from cerana.domain.errors import AttributeCheckingError, AttributeProblem
+from cerana.domain.errors import clip_value as _clip
 
 # A single text value above this size is refused: descriptions of real
 # incidents stay far below, and the limit keeps a request from filling the disk.
@@ -55,6 +56,8 @@ class Attribute:
     audited: bool = True
     sensitive: bool = False
     nullable_on_update: bool = True
+    # Whole-number range of the column a stored value must fit (None: any).
+    stored_range: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ def _spec(
     )
 
 
+INT32 = (-(2**31), 2**31 - 1)
 SEVERITIES = (1, 2, 3)
 TLPS = (0, 1, 2, 3)
 CASE_STATUSES = ("Open", "Resolved", "Deleted")
@@ -183,7 +187,7 @@ TASK = _spec(
         Attribute("flag", "flag", Kind.BOOLEAN, default=lambda: False),
         Attribute("startDate", "start_date", Kind.DATE),
         Attribute("endDate", "end_date", Kind.DATE),
-        Attribute("order", "order", Kind.NUMBER, default=lambda: 0),
+        Attribute("order", "order", Kind.NUMBER, default=lambda: 0, stored_range=INT32),
         Attribute("dueDate", "due_date", Kind.DATE),
         Attribute("group", "group", Kind.STRING, default=lambda: "default"),
     ],
@@ -262,8 +266,67 @@ USER = _spec(
     ],
 )
 
+ALERT_STATUSES = ("New", "Updated", "Ignored", "Imported")
+
+ALERT = _spec(
+    "alert",
+    "Alert",
+    "/alert",
+    [
+        Attribute("type", "type", Kind.STRING, required=True, readonly=True),
+        Attribute("source", "source", Kind.STRING, required=True, readonly=True),
+        Attribute("sourceRef", "source_ref", Kind.STRING, required=True, readonly=True),
+        Attribute("date", "date", Kind.DATE, default=now_ms, readonly=True),
+        Attribute("lastSyncDate", "last_sync_date", Kind.DATE, model_only=True),
+        Attribute("case", "case_id", Kind.STRING, model_only=True),
+        Attribute("title", "title", Kind.TEXT, required=True),
+        Attribute("description", "description", Kind.TEXT, required=True),
+        Attribute("severity", "severity", Kind.NUMBER, default=_two, values=SEVERITIES),
+        Attribute("tags", "tags", Kind.TAGS),
+        Attribute("tlp", "tlp", Kind.NUMBER, default=_two, values=TLPS),
+        Attribute(
+            "status", "status", Kind.ENUM, model_only=True, values=ALERT_STATUSES
+        ),
+        Attribute("follow", "follow", Kind.BOOLEAN, model_only=True),
+        Attribute("caseTemplate", "case_template", Kind.STRING),
+        Attribute("occurrences", "occurrences", Kind.NUMBER, model_only=True),
+        Attribute("lastSeen", "last_seen", Kind.DATE, model_only=True),
+        Attribute("observableCount", "artifact_count", Kind.NUMBER, model_only=True),
+    ],
+)
+
+TEMPLATE_STATUSES = ("Ok", "Deleted")
+
+CASE_TEMPLATE = _spec(
+    "caseTemplate",
+    "Case template",
+    "/case/template",
+    [
+        Attribute("name", "name", Kind.STRING, required=True),
+        Attribute("titlePrefix", "title_prefix", Kind.TEXT),
+        Attribute("description", "description", Kind.TEXT),
+        Attribute("severity", "severity", Kind.NUMBER, values=SEVERITIES),
+        Attribute("tlp", "tlp", Kind.NUMBER, values=TLPS),
+        Attribute("flag", "flag", Kind.BOOLEAN),
+        Attribute(
+            "status",
+            "status",
+            Kind.ENUM,
+            default=lambda: "Ok",
+            values=TEMPLATE_STATUSES,
+        ),
+        Attribute("tags", "tags", Kind.TAGS),
+        Attribute("metrics", "metrics", Kind.METRICS, default=_empty_dict),
+        Attribute(
+            "customFields", "custom_fields", Kind.CUSTOM_FIELDS, default=_empty_dict
+        ),
+        Attribute("tasks", "tasks", Kind.JSON, default=lambda: []),
+    ],
+)
+
 ENTITIES: dict[str, EntitySpec] = {
-    spec.model: spec for spec in (CASE, TASK, LOG, OBSERVABLE, USER)
+    spec.model: spec
+    for spec in (CASE, TASK, LOG, OBSERVABLE, USER, ALERT, CASE_TEMPLATE)
 }
 
 
@@ -366,7 +429,9 @@ def _convert_into(
     problems: list[AttributeProblem],
 ) -> None:
     try:
-        values[attribute.column] = convert_value(attribute, raw)
+        values[attribute.column] = _check_stored_range(
+            attribute, convert_value(attribute, raw)
+        )
     except ValueError as exc:
         problems.append(
             AttributeProblem(
@@ -379,13 +444,14 @@ def _convert_into(
         )
 
 
-def _clip(raw: Any) -> Any:
-    """Keeps error bodies small when the offending value is huge."""
-    if isinstance(raw, str) and len(raw) > 200:
-        return raw[:200] + "..."
-    if isinstance(raw, list | dict) and len(str(raw)) > 200:
-        return str(raw)[:200] + "..."
-    return raw
+def _check_stored_range(attribute: Attribute, value: Any) -> Any:
+    # Searches may compare with any number; only stored values must fit.
+    if attribute.stored_range is None:
+        return value
+    low, high = attribute.stored_range
+    if not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"expected a whole number from {low} to {high}")
+    return value
 
 
 def convert_value(attribute: Attribute, raw: Any) -> Any:

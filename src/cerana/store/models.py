@@ -48,8 +48,14 @@ OBSERVABLE = Model(
     parent_column="case_id",
 )
 USER = Model(attrs.USER, tables.user)
+ALERT = Model(
+    attrs.ALERT, tables.alert, tag_table=tables.alert_tag, tag_column="alert_id"
+)
+CASE_TEMPLATE = Model(attrs.CASE_TEMPLATE, tables.case_template)
 
-MODELS: dict[str, Model] = {m.name: m for m in (CASE, TASK, LOG, OBSERVABLE, USER)}
+MODELS: dict[str, Model] = {
+    m.name: m for m in (CASE, TASK, LOG, OBSERVABLE, USER, ALERT, CASE_TEMPLATE)
+}
 
 
 def model_named(name: str) -> Model | None:

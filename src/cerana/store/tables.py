@@ -116,7 +116,10 @@ case_tag = Table(
     "case_tag",
     metadata,
     Column(
-        "case_id", ID, ForeignKey("case_record.id", ondelete="CASCADE"), primary_key=True
+        "case_id",
+        ID,
+        ForeignKey("case_record.id", ondelete="CASCADE"),
+        primary_key=True,
     ),
     Column("tag", String(512), primary_key=True),
     Index("ix_case_tag_tag", "tag", "case_id"),
@@ -126,7 +129,10 @@ case_custom_field = Table(
     "case_custom_field",
     metadata,
     Column(
-        "case_id", ID, ForeignKey("case_record.id", ondelete="CASCADE"), primary_key=True
+        "case_id",
+        ID,
+        ForeignKey("case_record.id", ondelete="CASCADE"),
+        primary_key=True,
     ),
     Column("reference", String(128), primary_key=True),
     Column("type", String(16), nullable=False),
@@ -176,9 +182,7 @@ task_log = Table(
     "task_log",
     metadata,
     Column("id", ID, primary_key=True),
-    Column(
-        "task_id", ID, ForeignKey("task.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("task_id", ID, ForeignKey("task.id", ondelete="CASCADE"), nullable=False),
     Column("case_id", ID, nullable=False),
     Column("message", Text, nullable=False),
     Column("start_date", BigInteger, nullable=False),
@@ -265,7 +269,12 @@ dblist = Table(
 audit = Table(
     "audit",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     Column("organisation", String(64), nullable=False),
     Column("operation", String(16), nullable=False),
     Column("object_type", String(64), nullable=False),
@@ -280,4 +289,125 @@ audit = Table(
     Index("ix_audit_created", "organisation", "created_at"),
     Index("ix_audit_request", "request_id"),
     Index("ix_audit_object", "object_id"),
+)
+
+alert = Table(
+    "alert",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("type", String(128), nullable=False),
+    Column("source", String(256), nullable=False),
+    Column("source_ref", String(512), nullable=False),
+    Column("date", BigInteger, nullable=False),
+    Column("last_sync_date", BigInteger, nullable=False),
+    Column("case_id", ID, ForeignKey("case_record.id", ondelete="SET NULL")),
+    Column("title", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("severity", Integer, nullable=False),
+    Column("tlp", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("follow", Boolean, nullable=False),
+    Column("case_template", String(256)),
+    Column("tags", JSON, nullable=False),
+    # Upsert mode counts repeats instead of refusing them.
+    Column("occurrences", Integer, nullable=False, default=1),
+    Column("last_seen", BigInteger, nullable=False),
+    Column("artifact_count", Integer, nullable=False, default=0),
+    *_record_columns(),
+    UniqueConstraint(
+        "organisation", "type", "source", "source_ref", name="uq_alert_source_ref"
+    ),
+    Index("ix_alert_status_date", "organisation", "status", "date"),
+    Index("ix_alert_date", "organisation", "date"),
+    Index("ix_alert_case", "case_id"),
+)
+
+alert_tag = Table(
+    "alert_tag",
+    metadata,
+    Column(
+        "alert_id", ID, ForeignKey("alert.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("tag", String(512), primary_key=True),
+    Index("ix_alert_tag_tag", "tag", "alert_id"),
+)
+
+alert_artifact = Table(
+    "alert_artifact",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("alert_id", ID, ForeignKey("alert.id", ondelete="CASCADE"), nullable=False),
+    Column("organisation", String(64), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("data_type", String(64), nullable=False),
+    Column("data", Text),
+    Column("data_key", String(64), nullable=False),
+    Column("message", Text),
+    Column("tags", JSON, nullable=False),
+    Column("tlp", Integer, nullable=False),
+    Column("ioc", Boolean, nullable=False),
+    Column("start_date", BigInteger, nullable=False),
+    Column("attachment_id", String(64), ForeignKey("attachment.id")),
+    Column("attachment_name", String(512)),
+    Column("attachment_content_type", String(256)),
+    UniqueConstraint("alert_id", "data_type", "data_key", name="uq_alert_artifact"),
+    Index("ix_alert_artifact_value", "data_type", "data_key"),
+)
+
+case_template = Table(
+    "case_template",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("title_prefix", Text),
+    Column("description", Text),
+    Column("severity", Integer),
+    Column("tlp", Integer),
+    Column("flag", Boolean),
+    Column("status", String(16), nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("custom_fields", JSON, nullable=False),
+    Column("tasks", JSON, nullable=False),
+    *_record_columns(),
+    UniqueConstraint("organisation", "name", name="uq_case_template_name"),
+)
+
+webhook = Table(
+    "webhook",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("url", Text, nullable=False),
+    # Signs deliveries with HMAC-SHA256; never sent back by the API.
+    Column("secret", Text),
+    Column("object_types", JSON, nullable=False),
+    Column("operations", JSON, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    *_record_columns(),
+    UniqueConstraint("organisation", "name", name="uq_webhook_name"),
+)
+
+webhook_delivery = Table(
+    "webhook_delivery",
+    metadata,
+    Column(
+        "id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column(
+        "webhook_id", ID, ForeignKey("webhook.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("audit_id", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # Pending | Delivered | Failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("last_error", Text),
+    Column("last_status_code", Integer),
+    Column("created_at", BigInteger, nullable=False),
+    Column("delivered_at", BigInteger),
+    UniqueConstraint("webhook_id", "audit_id", name="uq_webhook_delivery"),
+    Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
 )

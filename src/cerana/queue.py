@@ -1,0 +1,161 @@
+"""The work queue: Huey on a SQLite file by default, on Redis when
+``queue_url`` says ``redis://``.
+
+The database stays the source of truth: work is first written as a row
+(a job, a webhook delivery), then a message naming that row is queued to
+wake a worker. A message lost with a crashed worker costs nothing, since
+the periodic sweep re-queues rows left behind.
+
+Background work is a plain function ``fn(platform, *args)`` registered
+once with `register`; `enqueue` sends it to any worker, in this process
+(threads inside ``cerana serve``) or in ``cerana worker`` processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from huey import RedisHuey, SqliteHuey, crontab
+from huey.api import Huey, TaskWrapper
+from huey.consumer import Consumer
+
+from cerana.config import Settings
+
+if TYPE_CHECKING:
+    from cerana.platform import Platform
+
+logger = logging.getLogger(__name__)
+
+Work = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class _Registered:
+    fn: Work
+    retries: int
+    retry_delay: int
+    every_minutes: int | None
+
+
+_REGISTRY: dict[str, _Registered] = {}
+_current: list[Platform] = []
+_lock = threading.Lock()
+
+
+def register(
+    name: str,
+    *,
+    retries: int = 0,
+    retry_delay: int = 0,
+    every_minutes: int | None = None,
+) -> Callable[[Work], Work]:
+    """Registers ``fn(platform, *args)`` as queued work named ``name``.
+
+    ``every_minutes`` makes it periodic (run with no argument).
+    """
+
+    def decorator(fn: Work) -> Work:
+        _REGISTRY[name] = _Registered(fn, retries, retry_delay, every_minutes)
+        return fn
+
+    return decorator
+
+
+class _QuietConsumer(Consumer):  # type: ignore[misc]
+    """A consumer that leaves signal handling to the host process (uvicorn
+    in ``cerana serve``), instead of replacing its handlers."""
+
+    def _set_signal_handlers(self) -> None:
+        return None
+
+
+class WorkQueue:
+    """One Huey instance bound to the settings, with every registered task."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.huey = _create_huey(settings)
+        self._tasks: dict[str, TaskWrapper] = {}
+        self._consumer: Consumer | None = None
+        for name, registered in _REGISTRY.items():
+            self._tasks[name] = self._wrap(name, registered)
+
+    def _wrap(self, name: str, registered: _Registered) -> TaskWrapper:
+        def run(*args: Any) -> None:
+            registered.fn(current_platform(), *args)
+
+        if registered.every_minutes:
+            schedule = crontab(minute=f"*/{registered.every_minutes}")
+            return self.huey.periodic_task(schedule, name=name)(run)
+        return self.huey.task(
+            retries=registered.retries, retry_delay=registered.retry_delay, name=name
+        )(run)
+
+    def enqueue(self, name: str, *args: Any, delay: float | None = None) -> None:
+        """Queues registered work ``name`` with ``args``.
+
+        Raises KeyError for an unknown name (a programming error).
+        """
+        task = self._tasks[name]
+        if delay:
+            task.schedule(args=args, delay=delay)
+        else:
+            task(*args)
+
+    def start_workers(self, platform: Platform, workers: int) -> None:
+        """Starts ``workers`` worker threads (and the periodic scheduler)."""
+        bind_platform(platform)
+        consumer = _QuietConsumer(
+            self.huey,
+            workers=workers,
+            worker_type="thread",
+            initial_delay=0.05,
+            max_delay=1.0,
+        )
+        consumer.start()
+        self._consumer = consumer
+        logger.info("%d queue workers started", workers)
+
+    def run_forever(self, platform: Platform, workers: int) -> None:
+        """Runs a worker process until interrupted (``cerana worker``)."""
+        bind_platform(platform)
+        consumer = self.huey.create_consumer(
+            workers=workers, worker_type="thread", initial_delay=0.05, max_delay=1.0
+        )
+        consumer.run()
+
+    def stop_workers(self) -> None:
+        if self._consumer is not None:
+            self._consumer.stop(graceful=True)
+            self._consumer = None
+            logger.info("queue workers stopped")
+
+
+def _create_huey(settings: Settings) -> Huey:
+    url = settings.queue_url
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisHuey("cerana", url=url)
+    if url and not url.startswith("sqlite:"):
+        raise ValueError(
+            f"queue_url must be redis://... or sqlite:///path, not {url!r}"
+        )
+    path = (
+        url.removeprefix("sqlite:///") if url else str(settings.data_dir / "queue.db")
+    )
+    return SqliteHuey("cerana", filename=path)
+
+
+def bind_platform(platform: Platform) -> None:
+    """Makes ``platform`` the one queued work runs against in this process."""
+    with _lock:
+        _current[:] = [platform]
+
+
+def current_platform() -> Platform:
+    with _lock:
+        if not _current:
+            raise RuntimeError("queued work ran before a platform was bound")
+        return _current[0]
