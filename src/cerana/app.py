@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cerana.api import cases, observables, platform_routes, stream, tasks, users
 from cerana.api.responses import json_response
@@ -62,33 +64,63 @@ def create_app(settings: Settings, *, prepared: Platform | None = None) -> FastA
     ):
         app.include_router(module.router)
     _install_error_handlers(app)
-    app.middleware("http")(_request_context)
+    app.add_middleware(RequestContext)
     return app
 
 
-async def _request_context(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    request.state.request_id = (
-        request.headers.get("x-request-id", "")[:64] or new_request_id()
-    )
-    if _url_has_nul(request):
-        # PostgreSQL refuses NUL in text, and no id, login or parameter has one.
-        body = {"type": "BadRequest", "message": "the URL contains a NUL character"}
-        return json_response(body, 400, {"X-Request-Id": request.state.request_id})
-    try:
-        response = await call_next(request)
-    finally:
-        form = getattr(request.state, "open_form", None)
-        if form is not None:
-            await form.close()
-    response.headers["X-Request-Id"] = request.state.request_id
-    refresh = getattr(request.state, "refresh_session", None)
-    if refresh is not None and "set-cookie" not in response.headers:
-        from cerana.api.users import issue_session
+class RequestContext:
+    """Gives every request an id, closes uploaded files after the response,
+    and re-issues a session cookie nearing its expiry.
 
-        issue_session(request, response, *refresh)
-    return response
+    Plain ASGI rather than ``@app.middleware("http")``: the latter wraps
+    every response in extra tasks and streams, which costs time on each
+    request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        request_id = request.headers.get("x-request-id", "")[:64] or new_request_id()
+        request.state.request_id = request_id
+        if _url_has_nul(request):
+            # PostgreSQL refuses NUL in text, and no id, login or parameter has one.
+            body = {"type": "BadRequest", "message": "the URL contains a NUL character"}
+            await json_response(body, 400, {"X-Request-Id": request_id})(
+                scope, receive, send
+            )
+            return
+
+        async def send_with_context(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-Id"] = request_id
+                _refresh_session(request, headers)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_context)
+        finally:
+            form = getattr(request.state, "open_form", None)
+            if form is not None:
+                await form.close()
+
+
+def _refresh_session(request: Request, headers: MutableHeaders) -> None:
+    refresh = getattr(request.state, "refresh_session", None)
+    if refresh is None or "set-cookie" in headers:
+        return
+    from cerana.api.users import issue_session
+
+    carrier = Response()
+    issue_session(request, carrier, *refresh)
+    for key, value in carrier.raw_headers:
+        if key == b"set-cookie":
+            headers.append("set-cookie", value.decode("latin-1"))
 
 
 def _url_has_nul(request: Request) -> bool:

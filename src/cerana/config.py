@@ -30,6 +30,7 @@ class Settings:
     data_dir: Path = Path("cerana-data")
     database_url: str = ""
     queue_url: str = ""
+    sqlite_synchronous: str = "NORMAL"
     host: str = "127.0.0.1"
     port: int = 9000
     organisation: str = "cerana"
@@ -82,7 +83,15 @@ def load_settings(
         values.update(_read_toml(path))
     values.update(_read_environ(environ))
     settings = Settings(**values)
+    _check_choices(settings)
     return _with_secret_key(settings)
+
+
+def _check_choices(settings: Settings) -> None:
+    if settings.sqlite_synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
+        raise ConfigError(
+            f"sqlite_synchronous must be NORMAL, FULL or EXTRA, not {settings.sqlite_synchronous!r}"
+        )
 
 
 def _path_from_env(environ: Mapping[str, str]) -> Path | None:

@@ -49,7 +49,10 @@ class Platform:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         return cls(
             settings=settings,
-            db=Database(settings.effective_database_url),
+            db=Database(
+                settings.effective_database_url,
+                sqlite_synchronous=settings.sqlite_synchronous,
+            ),
             store=AttachmentStore(settings.attachments_dir),
             sessions=SessionCodec(settings.secret_key, settings.session_inactivity),
         )

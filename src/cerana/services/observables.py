@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, func, insert, or_, select
+from sqlalchemy import Connection, RowMapping, and_, func, insert, or_, select, union
 
 from cerana.domain import attributes as attrs
 from cerana.domain.datatypes import (
@@ -325,22 +325,28 @@ def similar_condition(observable: Row) -> Any:
 
     TheHive's rule: same datatype and value; a hash also matches files
     carrying that hash, and a file matches files or hashes sharing a digest.
-    Both forms are index look-ups.
+    Both forms are index look-ups: the two id sets are united in a
+    subquery, because an OR across them makes PostgreSQL scan the table.
     """
     table = tables.observable
-    same_value = and_(
-        table.c.data_type == observable["data_type"],
-        table.c.data_key == observable["data_key"],
-    )
     if observable["data_type"] not in ("hash", "file"):
-        return same_value
-    hashes = select(tables.observable_hash.c.hash).where(
-        tables.observable_hash.c.observable_id == observable["id"]
+        return and_(
+            table.c.data_type == observable["data_type"],
+            table.c.data_key == observable["data_key"],
+        )
+    inner = tables.observable.alias("same_value")
+    digests = tables.observable_hash.alias("mine")
+    sharing = tables.observable_hash.alias("sharing")
+    same_value = select(inner.c.id).where(
+        inner.c.data_type == observable["data_type"],
+        inner.c.data_key == observable["data_key"],
     )
-    sharing = select(tables.observable_hash.c.observable_id).where(
-        tables.observable_hash.c.hash.in_(hashes)
+    same_hash = select(sharing.c.observable_id).where(
+        sharing.c.hash.in_(
+            select(digests.c.hash).where(digests.c.observable_id == observable["id"])
+        )
     )
-    return or_(same_value, table.c.id.in_(sharing))
+    return table.c.id.in_(union(same_value, same_hash))
 
 
 def _live_case_condition(organisation: str) -> Any:

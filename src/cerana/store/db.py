@@ -36,7 +36,11 @@ def normalise_url(url: str) -> str:
 class Database:
     """One database: its engine and the way transactions begin."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
+        if sqlite_synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
+            raise ValueError(
+                f"sqlite_synchronous must be NORMAL, FULL or EXTRA, not {sqlite_synchronous!r}"
+            )
         self.url = normalise_url(url)
         self.dialect = make_url(self.url).get_backend_name()
         self.engine = self._create_engine(sqlite_synchronous)

@@ -255,12 +255,17 @@ def _tags_field(model: Model, table: FromClause, name: str) -> FieldRef:
     if attribute is None or model.tag_table is None or model.tag_column is None:
         raise _unknown(model, name)
     tags = model.tag_table.alias()
-    on = tags.c[model.tag_column] == table.c.id
+    owner = tags.c[model.tag_column]
+    on = owner == table.c.id
     return FieldRef(
         name,
         model.name,
         Attribute(name, "tag", Kind.STRING),
-        test=lambda predicate: _exists(tags, table, on, predicate(tags.c.tag)),
+        # An uncorrelated IN lets the planner start from the tag index for a
+        # rare tag instead of probing the tag table once per candidate row.
+        test=lambda predicate: table.c.id.in_(
+            select(owner).where(predicate(tags.c.tag))
+        ),
         exists=_exists(tags, table, on),
         side=SideValues(tags, on, tags.c.tag),
     )
@@ -283,12 +288,16 @@ def _custom_field(model: Model, table: FromClause, name: str) -> FieldRef:
         raise _unknown(model, name)
     column_name, kind = _CUSTOM_COLUMNS[parts[2]]
     column = fields.c[column_name]
+    owner = fields.c[_foreign_key(model, cf_table)]
     scalar = select(column).where(on).correlate(table).scalar_subquery()
     return FieldRef(
         name,
         model.name,
         Attribute(name, column_name, kind),
-        test=lambda predicate: _exists(fields, table, on, predicate(column)),
+        # Uncorrelated, so the (reference, value) index drives the look-up.
+        test=lambda predicate: table.c.id.in_(
+            select(owner).where(fields.c.reference == reference, predicate(column))
+        ),
         exists=_exists(fields, table, on, column.is_not(None)),
         value=scalar,
         side=SideValues(fields, on, column),
