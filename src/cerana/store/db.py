@@ -37,7 +37,8 @@ class Database:
     """One database: its engine and the way transactions begin."""
 
     def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
-        if sqlite_synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
+        # OFF is for bulk loading tools (bench/generate.py); settings refuse it.
+        if sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(
                 f"sqlite_synchronous must be NORMAL, FULL or EXTRA, not {sqlite_synchronous!r}"
             )

@@ -25,6 +25,8 @@ cannot exhaust the server.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -263,8 +265,8 @@ def _tags_field(model: Model, table: FromClause, name: str) -> FieldRef:
         Attribute(name, "tag", Kind.STRING),
         # An uncorrelated IN lets the planner start from the tag index for a
         # rare tag instead of probing the tag table once per candidate row.
-        test=lambda predicate: table.c.id.in_(
-            select(owner).where(predicate(tags.c.tag))
+        test=lambda predicate: _side_test(
+            table, tags, on, owner, predicate(tags.c.tag)
         ),
         exists=_exists(tags, table, on),
         side=SideValues(tags, on, tags.c.tag),
@@ -295,8 +297,12 @@ def _custom_field(model: Model, table: FromClause, name: str) -> FieldRef:
         model.name,
         Attribute(name, column_name, kind),
         # Uncorrelated, so the (reference, value) index drives the look-up.
-        test=lambda predicate: table.c.id.in_(
-            select(owner).where(fields.c.reference == reference, predicate(column))
+        test=lambda predicate: _side_test(
+            table,
+            fields,
+            on,
+            owner,
+            and_(fields.c.reference == reference, predicate(column)),
         ),
         exists=_exists(fields, table, on, column.is_not(None)),
         value=scalar,
@@ -363,6 +369,26 @@ def _hashes_field(model: Model, table: FromClause, name: str) -> FieldRef:
         # Digests are stored as lowercase hex; a pasted uppercase one still matches.
         normalise=lambda value: value.lower() if isinstance(value, str) else value,
     )
+
+
+# "lookup": the rows come from the side table's index (id IN subquery);
+# "probe": each candidate row probes the side table (correlated EXISTS).
+_side_style: ContextVar[str] = ContextVar("side_style", default="lookup")
+# Above this many matches a search walks its sort order and probes.
+_DENSE_MATCHES = 2000
+
+
+def _side_test(
+    table: FromClause,
+    side: FromClause,
+    on: ColumnElement[bool],
+    owner: ColumnElement[Any],
+    condition: ColumnElement[bool],
+) -> ColumnElement[bool]:
+    """A condition on a side table (tags, custom fields) in the current style."""
+    if _side_style.get() == "probe":
+        return _exists(side, table, on, condition)
+    return table.c.id.in_(select(owner).where(condition))
 
 
 def _exists(
@@ -1068,6 +1094,19 @@ def search(
     or sort field.
     """
     condition = row_filter(model, organisation=organisation, query=query, scope=scope)
+    counting = select(func.count()).select_from(model.table).where(condition)
+    total = int(conn.execute(counting).scalar_one())
+    # When many rows match, walking the sort index and probing the side
+    # tables per row finds a page at once; when few match, starting from
+    # the side tables' index is faster. The count just told us which.
+    if total > _DENSE_MATCHES:
+        token = _side_style.set("probe")
+        try:
+            condition = row_filter(
+                model, organisation=organisation, query=query, scope=scope
+            )
+        finally:
+            _side_style.reset(token)
     offset, limit = range_
     page = (
         select(model.table)
@@ -1079,6 +1118,4 @@ def search(
         page = page.limit(limit)
     logger.debug("search %s: %s", model.name, page)
     rows = list(conn.execute(page).mappings())
-    counting = select(func.count()).select_from(model.table).where(condition)
-    total = int(conn.execute(counting).scalar_one())
     return rows, total

@@ -110,6 +110,9 @@ case = Table(
     Index("ix_case_status_start", "organisation", "status", "start_date"),
     Index("ix_case_start", "organisation", "start_date"),
     Index("ix_case_owner", "owner"),
+    # Covers the filters and sort of the case list, so counting the cases
+    # a tag look-up found never reads the (wide) rows themselves.
+    Index("ix_case_cover", "id", "organisation", "status", "start_date"),
 )
 
 case_tag = Table(
@@ -410,4 +413,117 @@ webhook_delivery = Table(
     Column("delivered_at", BigInteger),
     UniqueConstraint("webhook_id", "audit_id", name="uq_webhook_delivery"),
     Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
+)
+
+# --- Analysis engine (#6) ---------------------------------------------------
+
+# A job of the embedded engine (Cortex's job). Artifacts stay in the row as
+# JSON: they are read with their job and never searched on their own.
+analysis_job = Table(
+    "analysis_job",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("organisation", String(64), nullable=False),
+    Column("analyzer_id", String(256), nullable=False),
+    Column("analyzer_name", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("data_type", String(64), nullable=False),
+    Column("data", Text),
+    Column("attachment_id", String(64), ForeignKey("attachment.id")),
+    Column("attachment_name", String(512)),
+    Column("attachment_content_type", String(256)),
+    Column("tlp", Integer, nullable=False),
+    Column("pap", Integer, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("parameters", JSON, nullable=False),
+    Column("label", String(256)),
+    Column("cache_tag", String(64), nullable=False),
+    Column("error_message", Text),
+    Column("input", JSON),  # redacted: secrets replaced before storing
+    Column("report", JSON),  # {full, summary, operations}
+    Column("artifacts", JSON),
+    Column("attempts", Integer, nullable=False),
+    Column("worker", String(128)),  # host:pid running it, for crash recovery
+    Column("not_before", BigInteger),  # held back by a rate limit until then
+    Column("start_date", BigInteger),
+    Column("end_date", BigInteger),
+    Column("created_by", LOGIN, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger),
+    Index("ix_analysis_job_cache", "analyzer_id", "cache_tag", "start_date"),
+    Index("ix_analysis_job_analyzer", "analyzer_id", "status", "start_date"),
+    Index("ix_analysis_job_status", "status", "not_before"),
+    Index("ix_analysis_job_created", "organisation", "created_at"),
+)
+
+# Analyzer configuration edited by administrators through the API; it
+# overrides the configuration file. Secret values are encrypted.
+analyzer_config = Table(
+    "analyzer_config",
+    metadata,
+    Column("organisation", String(64), primary_key=True),
+    Column("name", String(256), primary_key=True),  # analyzer or base config
+    Column("configuration", JSON, nullable=False),
+    Column("updated_by", LOGIN, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# One row per analyzer, locked while a job is admitted so that concurrency
+# and rate limits hold across worker processes.
+analyzer_gate = Table(
+    "analyzer_gate",
+    metadata,
+    Column("analyzer_id", String(256), primary_key=True),
+    Column("admitted_at", BigInteger, nullable=False),
+)
+
+# Health of each Cortex instance as last probed by the periodic check.
+cortex_instance = Table(
+    "cortex_instance",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("status", String(16), nullable=False),  # OK | ERROR
+    Column("version", String(64), nullable=False),
+    Column("message", Text),
+    Column("checked_at", BigInteger, nullable=False),
+)
+
+# The platform's job (TheHive's case_artifact_job): an analyzer run on an
+# observable through one Cortex instance, embedded or remote.
+cortex_job = Table(
+    "cortex_job",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column(
+        "observable_id",
+        ID,
+        ForeignKey("observable.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("case_id", ID, nullable=False),
+    Column("analyzer_id", String(256), nullable=False),
+    Column("analyzer_name", String(256), nullable=False),
+    Column("analyzer_definition", String(256), nullable=False),
+    Column("cortex_id", String(128), nullable=False),
+    Column("cortex_job_id", String(64)),
+    Column("status", String(16), nullable=False),
+    Column("report", JSON),
+    Column("start_date", BigInteger, nullable=False),
+    Column("end_date", BigInteger),
+    *_record_columns(),
+    Index("ix_cortex_job_observable", "observable_id", "created_at"),
+    Index("ix_cortex_job_status", "status"),
+    Index("ix_cortex_job_remote", "cortex_id", "cortex_job_id"),
+)
+
+# Auto-run rule: run these analyzers on every new observable of a datatype.
+analyzer_autorun = Table(
+    "analyzer_autorun",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("data_type", String(64), nullable=False),
+    Column("analyzers", JSON, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    *_record_columns(),
+    Index("ix_analyzer_autorun_type", "organisation", "data_type"),
 )

@@ -86,6 +86,11 @@ def upgrade() -> None:
     with op.batch_alter_table("case_record", schema=None) as batch_op:
         batch_op.create_index("ix_case_owner", ["owner"], unique=False)
         batch_op.create_index(
+            "ix_case_cover",
+            ["id", "organisation", "status", "start_date"],
+            unique=False,
+        )
+        batch_op.create_index(
             "ix_case_start", ["organisation", "start_date"], unique=False
         )
         batch_op.create_index(
@@ -389,6 +394,7 @@ def downgrade() -> None:
     with op.batch_alter_table("case_record", schema=None) as batch_op:
         batch_op.drop_index("ix_case_status_start")
         batch_op.drop_index("ix_case_start")
+        batch_op.drop_index("ix_case_cover")
         batch_op.drop_index("ix_case_owner")
 
     op.drop_table("case_record")
