@@ -1,0 +1,216 @@
+"""Opening a case and what its header offers: flag, assign, edit, close,
+reopen and merge."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import Connection
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cerana.domain import attributes as attrs
+from cerana.domain.errors import CeranaError, InvalidInput, NotFound
+from cerana.services import cases as case_service
+from cerana.services import merge as merge_service
+from cerana.services.context import Actor
+from cerana.store import models, query
+from cerana.web import forms
+from cerana.web.database import write
+from cerana.web.pages.case import case_page_response
+from cerana.web.pages.case_list import close_body
+from cerana.web.routing import page_router
+from cerana.web.session import Viewer, checked_form, signed_in
+from cerana.web.templating import redirect, render, safe_next
+
+router = page_router()
+
+CaseAction = Callable[[Viewer, FormData], Awaitable[Response]]
+
+
+@router.get("/cases/new")
+async def new_case_form(request: Request) -> Response:
+    viewer = await signed_in(request)
+    viewer.require("write")
+    return render(request, "cases/new.html", {"values": {"severity": "2", "tlp": "2"}})
+
+
+@router.post("/cases/new")
+async def open_case(request: Request) -> Response:
+    viewer = await signed_in(request)
+    form = await checked_form(request, viewer)
+    viewer.require("write")
+    try:
+        row = await write(
+            request, case_service.create_case, viewer.actor, _new_case_body(form)
+        )
+    except CeranaError as exc:
+        if exc.status in (403, 404):
+            raise
+        values = {k: v for k, v in form.items() if isinstance(v, str)}
+        return render(
+            request,
+            "cases/new.html",
+            {"values": values, "errors": {"case": exc.message}},
+            status=400,
+        )
+    return redirect(f"/cases/{row['id']}", f"Case #{row['number']} opened.")
+
+
+def _new_case_body(form: FormData) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "title": forms.text(form, "title"),
+        "description": forms.text(form, "description"),
+        "severity": forms.number(form, "severity", "Severity", attrs.SEVERITIES),
+        "tlp": forms.number(form, "tlp", "TLP", attrs.TLPS),
+        "tags": forms.tag_list(form, "tags"),
+        "flag": forms.checked(form, "flag"),
+    }
+    if not body["title"]:
+        raise InvalidInput("Title: a case needs a title")
+    if not body["description"]:
+        raise InvalidInput("Description: say what happened, in a sentence at least")
+    start = forms.date_time(form, "start_date", "Start date")
+    if start is not None:
+        body["startDate"] = start
+    return body
+
+
+async def _case_form(
+    request: Request, case_id: str, form_name: str, tab: str, action: CaseAction
+) -> Response:
+    """Runs a header form's action; on bad input the case page comes back
+    with the message next to that form and status 400."""
+    viewer = await signed_in(request)
+    form = await checked_form(request, viewer)
+    viewer.require("write")
+    try:
+        return await action(viewer, form)
+    except CeranaError as exc:
+        if exc.status in (401, 403, 404):
+            raise
+        values = {k: v for k, v in form.items() if isinstance(v, str)}
+        return await case_page_response(
+            request,
+            viewer,
+            case_id,
+            tab,
+            errors={form_name: exc.message},
+            values=values,
+            status=400,
+        )
+
+
+@router.post("/cases/{case_id}/flag")
+async def toggle_flag(request: Request, case_id: str) -> Response:
+    async def action(viewer: Viewer, form: FormData) -> Response:
+        flag = forms.text(form, "flag") == "true"
+        await write(
+            request, case_service.update_case, viewer.actor, case_id, {"flag": flag}
+        )
+        return redirect(safe_next(forms.text(form, "next"), f"/cases/{case_id}"))
+
+    return await _case_form(request, case_id, "header", "details", action)
+
+
+@router.post("/cases/{case_id}/assign")
+async def assign(request: Request, case_id: str) -> Response:
+    async def action(viewer: Viewer, form: FormData) -> Response:
+        owner = forms.text(form, "owner")
+        if not owner:
+            raise InvalidInput("Assignee: choose a user")
+        await write(
+            request, case_service.update_case, viewer.actor, case_id, {"owner": owner}
+        )
+        return redirect(
+            safe_next(forms.text(form, "next"), f"/cases/{case_id}"),
+            f"Case assigned to {owner}.",
+        )
+
+    return await _case_form(request, case_id, "assign", "details", action)
+
+
+@router.post("/cases/{case_id}/edit")
+async def edit(request: Request, case_id: str) -> Response:
+    async def action(viewer: Viewer, form: FormData) -> Response:
+        body = {
+            "title": forms.text(form, "title"),
+            "description": forms.text(form, "description"),
+            "severity": forms.number(form, "severity", "Severity", attrs.SEVERITIES),
+            "tlp": forms.number(form, "tlp", "TLP", attrs.TLPS),
+            "tags": forms.tag_list(form, "tags"),
+        }
+        version = forms.text(form, "version")
+        expected = int(version) if version.isdigit() else None
+        await write(
+            request,
+            case_service.update_case,
+            viewer.actor,
+            case_id,
+            body,
+            expected_version=expected,
+        )
+        return redirect(f"/cases/{case_id}", "Case updated.")
+
+    return await _case_form(request, case_id, "edit", "details", action)
+
+
+@router.post("/cases/{case_id}/close")
+async def close(request: Request, case_id: str) -> Response:
+    async def action(viewer: Viewer, form: FormData) -> Response:
+        row = await write(
+            request, case_service.update_case, viewer.actor, case_id, close_body(form)
+        )
+        return redirect(f"/cases/{case_id}", f"Case #{row['number']} closed.")
+
+    return await _case_form(request, case_id, "close", "details", action)
+
+
+@router.post("/cases/{case_id}/reopen")
+async def reopen(request: Request, case_id: str) -> Response:
+    async def action(viewer: Viewer, form: FormData) -> Response:
+        row = await write(
+            request, case_service.update_case, viewer.actor, case_id, {"status": "Open"}
+        )
+        return redirect(f"/cases/{case_id}", f"Case #{row['number']} reopened.")
+
+    return await _case_form(request, case_id, "header", "details", action)
+
+
+@router.post("/cases/{case_id}/merge")
+async def merge(request: Request, case_id: str) -> Response:
+    async def action(viewer: Viewer, form: FormData) -> Response:
+        number = forms.text(form, "number").lstrip("#")
+        if not number.isdigit() or len(number) > 15:
+            raise InvalidInput(
+                "Case number: type the number of the other case, such as 42"
+            )
+        row = await write(
+            request, _merge_with_number, viewer.actor, case_id, int(number)
+        )
+        return redirect(f"/cases/{row['id']}", f"Cases merged into #{row['number']}.")
+
+    return await _case_form(request, case_id, "merge", "details", action)
+
+
+def _merge_with_number(
+    conn: Connection, actor: Actor, case_id: str, number: int
+) -> dict[str, Any]:
+    rows, _ = query.search(
+        conn,
+        models.CASE,
+        organisation=actor.organisation,
+        query={"caseId": number},
+        range_=(0, 1),
+        sort=[],
+    )
+    if not rows:
+        raise InvalidInput(f"Case number: there is no case #{number}")
+    try:
+        return merge_service.merge_cases(conn, actor, case_id, rows[0]["id"])
+    except NotFound as exc:
+        raise InvalidInput(
+            f"Case number: #{number} cannot be merged ({exc.message})"
+        ) from None
