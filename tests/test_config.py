@@ -12,7 +12,7 @@ from cerana.config import ConfigError, load_settings
 
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     config = tmp_path / "cerana.toml"
-    config.write_text('[cerana]\nport = 9100\ndata_dir = "%s"\n' % tmp_path)
+    config.write_text(f'[cerana]\nport = 9100\ndata_dir = "{tmp_path}"\n')
 
     settings = load_settings(config, {"CERANA_PORT": "9200"})
 

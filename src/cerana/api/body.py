@@ -120,6 +120,8 @@ def id_list(raw: Any, limit: int = 10_000) -> list[str]:
     """Returns the ``ids`` of a bulk call; raises InvalidInput if malformed."""
     if not isinstance(raw, list) or not raw or not all(isinstance(i, str) for i in raw):
         raise InvalidInput("ids must be a non-empty list of ids")
+    if any("\x00" in i for i in raw):  # PostgreSQL refuses NUL in text
+        raise InvalidInput("an id contains a NUL character")
     if len(raw) > limit:
         raise InvalidInput(f"at most {limit} ids can be updated at once")
     return raw

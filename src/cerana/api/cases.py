@@ -55,7 +55,12 @@ async def bulk_update_cases(request: Request) -> Response:
     )
     ids = id_list(fields.pop("ids"))
     done, failed = await write(
-        request, case_service.bulk_update_cases, actor, ids, fields.values
+        request,
+        case_service.bulk_update_cases,
+        actor,
+        ids,
+        fields.values,
+        require_metrics=platform(request).settings.metrics_required_to_close,
     )
     return multi_response([render.render_case(r) for r in done], failed, 200)
 
@@ -92,6 +97,7 @@ async def update_case(request: Request, case_id: str) -> Response:
         case_id,
         fields.values,
         expected_version=version,
+        require_metrics=platform(request).settings.metrics_required_to_close,
     )
     return json_response(render.render_case(row))
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,6 +15,7 @@ from cerana.api.body import id_list, read_fields
 from cerana.api.deps import guard, platform, read, write
 from cerana.api.responses import empty, json_response, multi_response, search_response
 from cerana.api.searching import render_rows, search_endpoint, stats_endpoint
+from cerana.connectors.cortex import autorun
 from cerana.domain.errors import InvalidInput
 from cerana.services import observables as observable_service
 from cerana.services.attachments import attachment_rows
@@ -140,6 +142,8 @@ async def create_observables(request: Request, case_id: str) -> Response:
         ), failed
 
     done, failed = await write(request, run)
+    if done:  # auto-run rules (#6): one query, the runs are queued
+        await run_in_threadpool(autorun.schedule_autorun, p, actor, done)
     if single and len(done) + len(failed) == 1:
         return json_response(done[0], 201) if done else json_response(failed[0], 400)
     return multi_response(done, failed, 201)

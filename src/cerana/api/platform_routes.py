@@ -17,6 +17,7 @@ import cerana
 from cerana.api.body import read_fields
 from cerana.api.deps import guard, platform, read, write
 from cerana.api.responses import empty, json_response
+from cerana.connectors.cortex import health as cortex_health
 from cerana.domain import attributes as attrs
 from cerana.domain.errors import InvalidInput, NotFound
 from cerana.services import lists
@@ -39,7 +40,11 @@ async def status(request: Request) -> Response:
                 "SQLAlchemy": sqlalchemy.__version__,
                 "Database": p.db.dialect,
             },
-            "connectors": {},
+            "connectors": {
+                "cortex": await read(
+                    request, cortex_health.connector_status, p.settings
+                )
+            },
             "health": {"database": "OK"},
             "config": {
                 "protectDownloadsWith": p.settings.attachment_password,

@@ -58,8 +58,19 @@ class AttributeProblem:
         }
         if self.kind == "InvalidFormatAttributeError":
             body["format"] = self.format
-            body["value"] = self.value
+            body["value"] = clip_value(self.value)
         return body
+
+
+def clip_value(raw: Any) -> Any:
+    """Returns ``raw`` cut to about 200 characters when it is a long string, a
+    long list or object (as text), so an error body stays small whatever was
+    sent, and can be serialised even when the value was nested deeply."""
+    if isinstance(raw, str) and len(raw) > 200:
+        return raw[:200] + "..."
+    if isinstance(raw, list | dict) and len(text := str(raw)) > 200:
+        return text[:200] + "..."
+    return raw
 
 
 class AttributeCheckingError(InvalidInput):

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, insert
 
 from cerana.domain.attributes import EntitySpec
 from cerana.domain.dates import now_ms
+from cerana.services import webhooks
 from cerana.services.context import Actor
 from cerana.store import tables
 from cerana.store.rows import Row
@@ -40,6 +41,9 @@ def audited_details(spec: EntitySpec, columns: Row) -> dict[str, Any]:
     return details
 
 
+_INSERT_AUDIT = insert(tables.audit)
+
+
 def record_audit(
     conn: Connection,
     actor: Actor,
@@ -55,18 +59,23 @@ def record_audit(
     ``operation`` is Creation, Update or Delete; ``root_id`` is the case an
     object belongs to, or the object itself for a root entity.
     """
-    conn.execute(
-        insert(tables.audit).values(
-            organisation=actor.organisation,
-            operation=operation,
-            object_type=spec.model,
-            object_id=object_id,
-            root_id=root_id,
-            request_id=actor.request_id,
-            base=actor.audited == 0,
-            details=dict(details),
-            created_by=actor.login,
-            created_at=now_ms(),
-        )
+    # Parameters apart from the statement: it is compiled once and cached,
+    # where .values(...) built a new statement for every record (#4, bulk
+    # ingestion writes thousands per request).
+    inserted = conn.execute(
+        _INSERT_AUDIT,
+        {
+            "organisation": actor.organisation,
+            "operation": operation,
+            "object_type": spec.model,
+            "object_id": object_id,
+            "root_id": root_id,
+            "request_id": actor.request_id,
+            "base": actor.audited == 0,
+            "details": dict(details),
+            "created_by": actor.login,
+            "created_at": now_ms(),
+        },
     )
     actor.audited += 1
+    webhooks.queue_deliveries(conn, actor.organisation, spec.model, operation, inserted)

@@ -14,9 +14,17 @@ from sqlalchemy import Connection, RowMapping, and_, func, select
 
 from cerana.domain import attributes as attrs
 from cerana.domain.dates import now_ms
-from cerana.domain.errors import CeranaError, Forbidden, InvalidInput, NotFound
+from cerana.domain.errors import (
+    CeranaError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    invalid_format,
+)
 from cerana.domain.identifiers import new_id
+from cerana.services import custom_fields
 from cerana.services import tasks as task_service
+from cerana.services import templates as case_templates
 from cerana.services.audit import audited_details, record_audit
 from cerana.services.context import Actor
 from cerana.store import models, records, tables
@@ -31,15 +39,24 @@ def create_case(
 ) -> dict[str, Any]:
     """Opens a case from a TheHive case body; returns the case row.
 
-    ``tasks`` (a list of task bodies) are created with the case. The case
-    number is the organisation's next one. Raises AttributeCheckingError
-    for bad fields; nothing is written then.
+    ``tasks`` (a list of task bodies) are created with the case, and
+    ``template`` names a case template to apply. The case number is the
+    organisation's next one. Raises AttributeCheckingError for bad fields
+    (custom fields and metrics are checked against their definitions) and
+    InvalidInput for an unknown template; nothing is written then.
     """
     fields = dict(body)
     task_bodies = _task_bodies(fields.pop("tasks", None))
-    fields.pop("template", None)  # templates are applied by the caller
-    fields.setdefault("owner", actor.login)
+    template_name = fields.pop("template", None)
+    if template_name not in (None, ""):  # thehive4py sends null without one
+        with_tasks = {**fields, "tasks": task_bodies}
+        fields = case_templates.apply_template(conn, actor, with_tasks, template_name)
+        task_bodies = fields.pop("tasks")
+    _drop_client_pap(fields)
+    if fields.get("owner") is None:  # null takes the default, as in TheHive
+        fields["owner"] = actor.login
     values = attrs.check_create(attrs.CASE, fields)
+    custom_fields.check_case_values(conn, actor.organisation, values)
     now = now_ms()
     values.update(
         id=new_id(),
@@ -70,7 +87,19 @@ def _task_bodies(raw: Any) -> list[Mapping[str, Any]]:
         raise InvalidInput(
             f"a case can be created with at most {MAX_TASKS_PER_REQUEST} tasks"
         )
-    return raw
+    # thehive4py serialises its CaseTask objects whole, with "id": null.
+    return [{k: v for k, v in t.items() if k != "id" or v is not None} for t in raw]
+
+
+def _drop_client_pap(fields: dict[str, Any]) -> None:
+    # Limitation: cases have no PAP, because TheHive 3.0 had none; thehive4py
+    # 1.8 sends pap=2 (its default) with every case, so that value is
+    # ignored, and any other is refused rather than silently lost.
+    pap = fields.pop("pap", None)
+    if pap is not None and pap != 2:
+        raise invalid_format(
+            "case", "pap", pap, "number", "cases have no PAP in TheHive 3.0"
+        )
 
 
 def get_case(conn: Connection, organisation: str, case_id: str) -> RowMapping:
@@ -85,16 +114,24 @@ def update_case(
     body: Mapping[str, Any],
     *,
     expected_version: int | None = None,
+    require_metrics: bool = False,
 ) -> dict[str, Any]:
     """Applies a PATCH body to a case and returns the new row.
 
     Resolving sets ``endDate`` (when absent) and clears the flag, then
-    closes the case's tasks; reopening removes ``endDate``. Raises
+    closes the case's tasks; reopening removes ``endDate``. Resolving needs
+    the mandatory custom fields set and, with ``require_metrics`` (setting
+    ``metrics_required_to_close``), the case's metrics too. Raises
     VersionConflict when ``expected_version`` is stale.
     """
     current = get_case(conn, actor.organisation, case_id)
     _check_version(current, expected_version)
-    changes = attrs.check_update(attrs.CASE, body)
+    fields = dict(body)
+    _drop_client_pap(fields)
+    changes = attrs.check_update(attrs.CASE, fields)
+    custom_fields.check_case_update(
+        conn, actor.organisation, current, changes, require_metrics=require_metrics
+    )
     _apply_status_hooks(current, changes)
     updated = records.update_record(
         conn, models.CASE, current, changes, actor=actor.login, at=now_ms()
@@ -127,7 +164,12 @@ def _apply_status_hooks(current: RowMapping, changes: dict[str, Any]) -> None:
 
 
 def bulk_update_cases(
-    conn: Connection, actor: Actor, ids: Sequence[str], body: Mapping[str, Any]
+    conn: Connection,
+    actor: Actor,
+    ids: Sequence[str],
+    body: Mapping[str, Any],
+    *,
+    require_metrics: bool = False,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Updates many cases; returns (updated rows, error objects).
 
@@ -139,7 +181,11 @@ def bulk_update_cases(
     for case_id in ids:
         try:
             with conn.begin_nested():
-                done.append(update_case(conn, actor, case_id, body))
+                done.append(
+                    update_case(
+                        conn, actor, case_id, body, require_metrics=require_metrics
+                    )
+                )
         except CeranaError as exc:
             failed.append({**exc.to_json(), "object": {"id": case_id}})
     return done, failed

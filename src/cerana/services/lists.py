@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from cerana.domain import custom_fields as definitions
 from cerana.domain.datatypes import DEFAULT_DATATYPES, is_valid_datatype_name
 from cerana.domain.dates import now_ms
 from cerana.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -23,6 +24,9 @@ _LIST_NAME_CHARS = set(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 )
 MAX_VALUE_SIZE = 64 * 1024
+# Items are sent back as JSON, and orjson writes at most 254 levels: a deeper
+# item, once stored, would break every later read of its list.
+MAX_VALUE_DEPTH = 32
 
 
 def item_id(value: Any) -> str:
@@ -59,6 +63,12 @@ def add_item(conn: Connection, actor: Actor, list_name: str, value: Any) -> str:
     _require_admin(actor)
     _check_list_name(list_name)
     _check_value(list_name, value)
+    # Limitation: a definition's reference is kept unique by this read, not
+    # by a constraint (items are JSON), so two concurrent adds on PostgreSQL
+    # could both pass; admins define fields rarely and one at a time (#5).
+    if list_name in definitions.DEFINITION_LISTS:  # custom fields, metrics (#5)
+        listed = list_items(conn, actor.organisation, list_name).values()
+        definitions.check_definition(list_name, value, listed)
     identifier = item_id(value)
     table = tables.dblist
     exists = conn.execute(
@@ -154,6 +164,10 @@ def _check_list_name(name: str) -> None:
 def _check_value(list_name: str, value: Any) -> None:
     if value is None:
         raise InvalidInput("a list item needs a value")
+    if _nested_deeper(value, MAX_VALUE_DEPTH):
+        raise InvalidInput(
+            f"a list item is limited to {MAX_VALUE_DEPTH} levels of nesting"
+        )
     if len(json.dumps(value)) > MAX_VALUE_SIZE:
         raise InvalidInput(f"a list item is limited to {MAX_VALUE_SIZE} bytes of JSON")
     if list_name == DATATYPE_LIST and (
@@ -163,6 +177,15 @@ def _check_value(list_name: str, value: Any) -> None:
             f"datatype name {json.dumps(value)[:80]} is invalid: use lower-case "
             "letters, digits, '-' and '_'"
         )
+
+
+def _nested_deeper(value: Any, levels: int) -> bool:
+    # Stops at ``levels``, so a hostile value cannot exhaust the stack here.
+    if isinstance(value, dict):
+        value = list(value.values())
+    if not isinstance(value, list):
+        return False
+    return levels <= 0 or any(_nested_deeper(v, levels - 1) for v in value)
 
 
 def _require_admin(actor: Actor) -> None:

@@ -248,11 +248,13 @@ def authenticate_password(conn: Connection, login: str, password: str) -> RowMap
     Raises AuthenticationFailed (wrong login or password, in one message so
     logins cannot be probed) or Forbidden (locked account).
     """
-    row = (
-        conn.execute(select(tables.user).where(tables.user.c.id == login))
-        .mappings()
-        .first()
-    )
+    row: RowMapping | None = None
+    if "\x00" not in login:  # PostgreSQL refuses NUL in text; no login has one
+        row = (
+            conn.execute(select(tables.user).where(tables.user.c.id == login))
+            .mappings()
+            .first()
+        )
     if row is None or not row["password_hash"]:
         # Spend the same time as a real check, so logins cannot be probed.
         _verify(_dummy_hash(), password)

@@ -25,11 +25,10 @@ cannot exhaust the server.
 
 from __future__ import annotations
 
-from contextvars import ContextVar
-
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -65,6 +64,7 @@ MAX_PAGE = 10_000
 MAX_OFFSET = 2**53
 MAX_SORT_FIELDS = 20
 MAX_STRING_QUERY = 10_000
+MAX_VALUE_LENGTH = 10_000
 DEFAULT_PAGE = 10
 
 Predicate = Callable[[ColumnElement[Any]], ColumnElement[bool]]
@@ -108,12 +108,20 @@ def parse_range(raw: object) -> tuple[int, int | None]:
     if text == "all":
         return 0, None
     start_text, _, end_text = text.partition("-")
-    if not start_text.isdigit() or int(start_text) > MAX_OFFSET:
+    if (
+        not start_text.isdigit()
+        or len(start_text) > len(str(MAX_OFFSET))
+        or int(start_text) > MAX_OFFSET
+    ):
         raise InvalidQuery(f"Invalid range {_show(raw)}: the start must be a number")
     start = int(start_text)
-    if not end_text.isdigit() or int(end_text) <= start:
+    if not end_text.isdigit():
         return start, DEFAULT_PAGE
-    return start, min(int(end_text) - start, MAX_PAGE)
+    # A very long end is only a very large one: no need to convert it all.
+    end = int(end_text) if len(end_text) <= len(str(MAX_OFFSET)) else 2 * MAX_OFFSET
+    if end <= start:
+        return start, DEFAULT_PAGE
+    return start, min(end - start, MAX_PAGE)
 
 
 def parse_sort(raw: object) -> list[tuple[str, bool]]:
@@ -517,8 +525,34 @@ def compile_query(model: Model, query: object) -> ColumnElement[bool]:
     of the wrong kind, a query deeper than `MAX_DEPTH` or longer than
     `MAX_CLAUSES`.
     """
+    _check_value_lengths(query)
     context = _Context(model, model.table, _Budget())
     return _compile(context, query)
+
+
+def _check_value_lengths(query: object) -> None:
+    """Refuses a query holding a string longer than `MAX_VALUE_LENGTH`.
+
+    No field of Cerana holds a longer value worth matching, and databases
+    cap their patterns (SQLite's LIKE refuses 50,000 bytes), so the answer
+    is a clear 400 rather than a database error. Iterative, so that a deep
+    query reaches the depth check in `_compile` instead of the recursion
+    limit.
+    """
+    pending: list[object] = [query]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, str):
+            if len(node) > MAX_VALUE_LENGTH:
+                raise InvalidQuery(
+                    f"Invalid query: a value of {len(node):,} characters is longer "
+                    f"than the {MAX_VALUE_LENGTH:,} allowed"
+                )
+        elif isinstance(node, Mapping):
+            pending.extend(node.keys())
+            pending.extend(node.values())
+        elif isinstance(node, list | tuple):
+            pending.extend(node)
 
 
 def row_filter(
