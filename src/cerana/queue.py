@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from huey import RedisHuey, SqliteHuey, crontab
 from huey.api import Huey, TaskWrapper
 from huey.consumer import Consumer
+from sqlalchemy import Connection
 
 from cerana.config import Settings
 
@@ -80,12 +81,16 @@ class WorkQueue:
         self.huey = _create_huey(settings)
         self._tasks: dict[str, TaskWrapper] = {}
         self._consumer: Consumer | None = None
+        # The platform this queue's work runs against. Kept per queue, not
+        # per process, so that two platforms in one process (the tests,
+        # an embedding application) never run each other's work.
+        self._platform: Platform | None = None
         for name, registered in _REGISTRY.items():
             self._tasks[name] = self._wrap(name, registered)
 
     def _wrap(self, name: str, registered: _Registered) -> TaskWrapper:
         def run(*args: Any) -> None:
-            registered.fn(current_platform(), *args)
+            registered.fn(self._platform or current_platform(), *args)
 
         if registered.every_minutes:
             schedule = crontab(minute=f"*/{registered.every_minutes}")
@@ -107,6 +112,7 @@ class WorkQueue:
 
     def start_workers(self, platform: Platform, workers: int) -> None:
         """Starts ``workers`` worker threads (and the periodic scheduler)."""
+        self._platform = platform
         bind_platform(platform)
         consumer = _QuietConsumer(
             self.huey,
@@ -121,6 +127,7 @@ class WorkQueue:
 
     def run_forever(self, platform: Platform, workers: int) -> None:
         """Runs a worker process until interrupted (``cerana worker``)."""
+        self._platform = platform
         bind_platform(platform)
         consumer = self.huey.create_consumer(
             workers=workers, worker_type="thread", initial_delay=0.05, max_delay=1.0
@@ -132,6 +139,9 @@ class WorkQueue:
             self._consumer.stop(graceful=True)
             self._consumer = None
             logger.info("queue workers stopped")
+        if self._platform is not None:
+            with _lock:
+                _current[:] = [p for p in _current if p is not self._platform]
 
 
 def _create_huey(settings: Settings) -> Huey:
@@ -149,9 +159,22 @@ def _create_huey(settings: Settings) -> Huey:
 
 
 def bind_platform(platform: Platform) -> None:
-    """Makes ``platform`` the one queued work runs against in this process."""
+    """Makes ``platform`` the one queued work runs against by default in
+    this process (the newest bound comes first)."""
     with _lock:
-        _current[:] = [platform]
+        _current[:] = [platform, *(p for p in _current if p is not platform)]
+
+
+def platform_of(conn: Connection) -> Platform:
+    """Returns the bound platform whose database ``conn`` belongs to, so
+    that work queued from inside a transaction reaches that platform's
+    queue. Raises RuntimeError when no platform of that database runs
+    workers in this process."""
+    with _lock:
+        for platform in _current:
+            if platform.db.engine is conn.engine:
+                return platform
+    raise RuntimeError("no queue workers run for this database in this process")
 
 
 def current_platform() -> Platform:

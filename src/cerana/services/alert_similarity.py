@@ -1,0 +1,309 @@
+"""Where an alert's artifacts were seen before: similar cases and known
+observables.
+
+Every answer comes from an index, never from a scan: values are looked up
+on ``(data_type, data_key)`` of case observables and alert artifacts, and
+hashes (a ``hash`` artifact, or the three digests of a file) on
+``observable_hash``, following TheHive's similarity rule: a hash matches
+``hash`` observables and files carrying it, a file matches files and hashes
+sharing a digest. Only live observables (status Ok) of live cases (not
+Deleted, not resolved as Duplicated) count, as in TheHive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    RowMapping,
+    Select,
+    and_,
+    case,
+    func,
+    or_,
+    select,
+    union,
+)
+
+from cerana.domain.datatypes import hash_kind
+from cerana.services.observables import data_key
+from cerana.store import models, records, tables
+from cerana.store.rows import Row
+
+Pair = tuple[str, str]  # (data_type, data_key)
+
+# Limitation: "seen in N alerts" stops counting at this many, because the
+# alert artifact index holds no alert id, so each one counted costs a row
+# read (#4); the answer says when it stopped (``alertsCapped``).
+MAX_ALERTS_COUNTED = 1000
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one alert artifact is looked up by: its (datatype, key), or the
+    hash values of a ``hash`` or ``file`` artifact."""
+
+    artifact_id: str
+    data_type: str
+    data_key: str
+    hashes: tuple[str, ...] = ()
+
+    def alert_pairs(self) -> list[Pair]:
+        """The (datatype, key) pairs of alert artifacts that match this one."""
+        if not self.hashes:
+            return [(self.data_type, self.data_key)]
+        # Limitation: an MD5 or SHA-1 hash does not find the alert file
+        # artifacts carrying it, because alert files are indexed by SHA-256
+        # only (no hash side table for alert artifacts, #4).
+        pairs = [("hash", data_key(h)) for h in self.hashes]
+        pairs += [("file", h) for h in self.hashes if len(h) == 64]
+        return list(dict.fromkeys(pairs))
+
+
+@dataclass(frozen=True)
+class Known:
+    """What is known of one artifact elsewhere.
+
+    ``seen`` is TheHive's count of similar case observables; ``cases`` and
+    ``alerts`` count the other cases and alerts holding it (``alerts`` at
+    most `MAX_ALERTS_COUNTED`, ``alerts_capped`` telling there are more);
+    ``ioc`` and ``sighted`` tell whether an analyst flagged it so in any of
+    those cases (alert feeds set their own IOC flags, which are not
+    counted).
+    """
+
+    seen: int = 0
+    cases: int = 0
+    alerts: int = 0
+    alerts_capped: bool = False
+    ioc: bool = False
+    sighted: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cases": self.cases,
+            "alerts": self.alerts,
+            "alertsCapped": self.alerts_capped,
+            "ioc": self.ioc,
+            "sighted": self.sighted,
+        }
+
+
+@dataclass(frozen=True)
+class SimilarCase:
+    """A live case sharing observables with an alert, with TheHive's counts."""
+
+    case: RowMapping
+    similar_artifacts: int
+    similar_iocs: int
+    artifact_count: int
+    ioc_count: int
+
+
+def probes_of(artifacts: Sequence[Row], attachments: Mapping[str, Row]) -> list[Probe]:
+    """Returns the probe of each artifact row (``attachments`` by id give
+    the digests of file artifacts)."""
+    found = []
+    for artifact in artifacts:
+        hashes: tuple[str, ...] = ()
+        if artifact["data_type"] == "hash" and hash_kind(artifact["data"] or ""):
+            hashes = (artifact["data"],)
+        elif artifact["attachment_id"]:
+            stored = attachments.get(artifact["attachment_id"])
+            hashes = (artifact["attachment_id"],)
+            if stored is not None:
+                hashes += (stored["sha1"], stored["md5"])
+        found.append(
+            Probe(artifact["id"], artifact["data_type"], artifact["data_key"], hashes)
+        )
+    return found
+
+
+def similar_cases(
+    conn: Connection, organisation: str, probes: Sequence[Probe], limit: int
+) -> list[SimilarCase]:
+    """Returns up to ``limit`` live cases holding observables similar to the
+    probes, most shared observables first."""
+    matching = _matching_observables(probes)
+    if matching is None:
+        return []
+    observable = tables.observable
+    shared = func.count().label("shared")
+    rows = conn.execute(
+        select(observable.c.case_id, shared, func.sum(_flag(observable.c.ioc)))
+        .select_from(_with_case(observable))
+        .where(observable.c.id.in_(matching), *_live(organisation))
+        .group_by(observable.c.case_id)
+        .order_by(shared.desc(), observable.c.case_id)
+        .limit(limit)
+    ).all()
+    ids = [row[0] for row in rows]
+    cases = records.fetch_many(conn, models.CASE, ids, organisation)
+    totals = _observable_totals(conn, ids)
+    return [
+        SimilarCase(cases[case_id], int(count), int(iocs or 0), *totals[case_id])
+        for case_id, count, iocs in rows
+        if case_id in cases
+    ]
+
+
+def _observable_totals(
+    conn: Connection, case_ids: list[str]
+) -> dict[str, tuple[int, int]]:
+    """Returns, per case, all its observables and those flagged IOC (any
+    status, as TheHive counts them)."""
+    if not case_ids:
+        return {}
+    observable = tables.observable
+    rows = conn.execute(
+        select(observable.c.case_id, func.count(), func.sum(_flag(observable.c.ioc)))
+        .where(observable.c.case_id.in_(case_ids))
+        .group_by(observable.c.case_id)
+    )
+    totals = {case_id: (0, 0) for case_id in case_ids}
+    for case_id, count, iocs in rows:
+        totals[case_id] = (int(count), int(iocs or 0))
+    return totals
+
+
+def known_observables(
+    conn: Connection, organisation: str, alert_id: str, probes: Sequence[Probe]
+) -> dict[str, Known]:
+    """Returns, per artifact id, where else its value is known: similar
+    observables of live cases and artifacts of the other alerts."""
+    in_cases = _known_in_cases(conn, organisation, probes)
+    in_alerts = _known_in_alerts(conn, organisation, alert_id, probes)
+    known = {}
+    for probe in probes:
+        seen, cases, ioc, sighted = in_cases.get(
+            probe.artifact_id, (0, 0, False, False)
+        )
+        alerts = in_alerts.get(probe.artifact_id, 0)
+        known[probe.artifact_id] = Known(
+            seen,
+            cases,
+            min(alerts, MAX_ALERTS_COUNTED),
+            alerts > MAX_ALERTS_COUNTED,
+            ioc,
+            sighted,
+        )
+    return known
+
+
+def _known_in_cases(
+    conn: Connection, organisation: str, probes: Sequence[Probe]
+) -> dict[str, tuple[int, int, bool, bool]]:
+    observable = tables.observable
+    measures = (
+        func.count(func.distinct(observable.c.id)),
+        func.count(func.distinct(observable.c.case_id)),
+        func.max(_flag(observable.c.ioc)),
+        func.max(_flag(observable.c.sighted)),
+    )
+    found: dict[str, tuple[int, int, bool, bool]] = {}
+    by_pair = {(p.data_type, p.data_key): p for p in probes if not p.hashes}
+    if by_pair:
+        rows = conn.execute(
+            select(observable.c.data_type, observable.c.data_key, *measures)
+            .select_from(_with_case(observable))
+            .where(_pairs_condition(observable, list(by_pair)), *_live(organisation))
+            .group_by(observable.c.data_type, observable.c.data_key)
+        )
+        for data_type, key, seen, cases, ioc, sighted in rows:
+            probe = by_pair[(data_type, key)]
+            found[probe.artifact_id] = (seen, cases, bool(ioc), bool(sighted))
+    for probe in (p for p in probes if p.hashes):
+        seen, cases, ioc, sighted = conn.execute(
+            select(*measures)
+            .select_from(_with_case(observable))
+            .where(
+                observable.c.id.in_(_hash_holders(probe.hashes)), *_live(organisation)
+            )
+        ).one()
+        found[probe.artifact_id] = (seen, cases, bool(ioc), bool(sighted))
+    return found
+
+
+def _known_in_alerts(
+    conn: Connection, organisation: str, alert_id: str, probes: Sequence[Probe]
+) -> dict[str, int]:
+    """Counts, per probe, the other alerts holding it, up to one more than
+    `MAX_ALERTS_COUNTED`: a value of a busy feed sits in a large share of
+    all alerts, and counting them all would read that share."""
+    artifact = tables.alert_artifact
+    found: dict[str, int] = {}
+    for probe in probes:
+        holders = (
+            select(artifact.c.alert_id)
+            .distinct()
+            .where(
+                _pairs_condition(artifact, probe.alert_pairs()),
+                artifact.c.organisation == organisation,
+                artifact.c.alert_id != alert_id,
+            )
+            .limit(MAX_ALERTS_COUNTED + 1)
+            .subquery()
+        )
+        found[probe.artifact_id] = int(
+            conn.execute(select(func.count()).select_from(holders)).scalar_one()
+        )
+    return found
+
+
+def _matching_observables(probes: Sequence[Probe]) -> Select[Any] | None:
+    """The ids of observables similar to any probe, or None for no probe."""
+    observable = tables.observable
+    pairs = [(p.data_type, p.data_key) for p in probes if not p.hashes]
+    hashes = tuple(dict.fromkeys(h for p in probes for h in p.hashes))
+    parts: list[Select[Any]] = []
+    if pairs:
+        parts.append(select(observable.c.id).where(_pairs_condition(observable, pairs)))
+    if hashes:
+        parts.append(_hash_holders(hashes))
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return select(union(*parts).subquery().c[0])
+
+
+def _hash_holders(hashes: Sequence[str]) -> Select[Any]:
+    holder = tables.observable_hash
+    return select(holder.c.observable_id).where(holder.c.hash.in_(list(hashes)))
+
+
+def _pairs_condition(table: Any, pairs: Sequence[Pair]) -> ColumnElement[bool]:
+    # One OR branch per pair: SQLite turns it into one index probe each,
+    # where a row-value IN list would make it scan the table.
+    return or_(
+        *(
+            and_(table.c.data_type == data_type, table.c.data_key == key)
+            for data_type, key in pairs
+        )
+    )
+
+
+def _with_case(observable: Any) -> Any:
+    return observable.join(tables.case, tables.case.c.id == observable.c.case_id)
+
+
+def _live(organisation: str) -> tuple[ColumnElement[bool], ...]:
+    case_table = tables.case
+    return (
+        tables.observable.c.status == "Ok",
+        case_table.c.organisation == organisation,
+        case_table.c.status != "Deleted",
+        or_(
+            case_table.c.resolution_status.is_(None),
+            case_table.c.resolution_status != "Duplicated",
+        ),
+    )
+
+
+def _flag(column: Any) -> Any:
+    # Booleans become 0/1 so they can be summed and maxed on both backends.
+    return case((column.is_(True), 1), else_=0)
