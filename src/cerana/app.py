@@ -14,9 +14,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cerana.api import cases, observables, platform_routes, stream, tasks, users
+from cerana.analysis import cortex_api
+from cerana.api import (
+    alerts,
+    cases,
+    observables,
+    platform_routes,
+    stream,
+    tasks,
+    templates,
+    users,
+    webhooks,
+)
 from cerana.api.responses import json_response
 from cerana.config import Settings
+from cerana.connectors.cortex import health as cortex_health
+from cerana.connectors.cortex import routes as cortex_routes
 from cerana.domain.errors import CeranaError
 from cerana.domain.identifiers import new_request_id
 from cerana.platform import Platform
@@ -41,6 +54,7 @@ def create_app(settings: Settings, *, prepared: Platform | None = None) -> FastA
         app.state.platform = platform
         if settings.workers > 0:
             platform.queue.start_workers(platform, settings.workers)
+            cortex_health.start_analysis(platform)
         logger.info("Cerana ready on %s", platform.db.dialect)
         yield
         platform.close()
@@ -55,11 +69,16 @@ def create_app(settings: Settings, *, prepared: Platform | None = None) -> FastA
     )
     for module in (
         users,
+        templates,  # before the /api/case/{case_id}/... routes
         tasks,
         observables,
+        alerts,
+        webhooks,
         cases,
         platform_routes,
         stream,
+        cortex_api,
+        cortex_routes,
         web_pages,
     ):
         app.include_router(module.router)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -20,7 +21,7 @@ from cerana import __version__
 from cerana.config import ConfigError, Settings, load_settings
 from cerana.domain.errors import CeranaError
 from cerana.platform import Platform
-from cerana.services import users
+from cerana.services import template_files, templates, users
 from cerana.services.context import Actor, system_actor
 from cerana.store import tables
 
@@ -127,7 +128,33 @@ def _parser() -> argparse.ArgumentParser:
     renew = user.add_parser("renew-key", help="create a new API key and print it once")
     renew.add_argument("login")
     renew.set_defaults(handler=_user_renew_key)
+    _add_template_commands(commands)
     return parser
+
+
+def _add_template_commands(commands: Any) -> None:
+    group = commands.add_parser(
+        "templates", help="export and import case templates (TheHive 3 format)"
+    ).add_subparsers(title="templates commands")
+    export = group.add_parser("export", help="write case templates as JSON")
+    export.add_argument("--name", help="the template to export (default: all)")
+    export.add_argument(
+        "--output",
+        type=Path,
+        help="a .json file, or a folder that gets one file per template "
+        "(default: standard output)",
+    )
+    export.set_defaults(handler=_templates_export)
+    load = group.add_parser("import", help="import case templates from JSON files")
+    load.add_argument(
+        "files", nargs="+", type=Path, help="template files, or folders of them"
+    )
+    load.add_argument(
+        "--create-missing",
+        action="store_true",
+        help="define the custom fields and metrics the templates name",
+    )
+    load.set_defaults(handler=_templates_import)
 
 
 def _configure_logging(debug: bool, quiet: bool) -> None:
@@ -254,6 +281,85 @@ def _user_renew_key(args: argparse.Namespace, settings: Settings) -> int:
         key = users.renew_key(conn, _admin(settings), args.login)
     print(key)
     return E_OK
+
+
+def _templates_export(args: argparse.Namespace, settings: Settings) -> int:
+    with _opened(settings) as platform, platform.db.read() as conn:
+        exported = templates.export_templates(conn, settings.organisation)
+    if args.name is not None:
+        exported = [t for t in exported if t["name"] == args.name]
+        if not exported:
+            print(f"error: no case template is named {args.name}", file=sys.stderr)
+            return E_INVALID
+    output: Path | None = args.output
+    # All templates to a path without ".json": one file each, as TheHive's
+    # UI exports them.
+    if output is not None and (
+        output.is_dir() or (args.name is None and output.suffix.lower() != ".json")
+    ):
+        count = template_files.write_template_files(output, exported)
+        print(f"{count} case templates written to {output}")
+        return E_OK
+    single = args.name is not None
+    text = template_files.dump_templates(exported[0] if single else exported)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        print(f"{len(exported)} case templates written to {output}")
+    return E_OK
+
+
+def _templates_import(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    files = template_files.template_paths(args.files)
+    imported = 0
+    failures: list[str] = []
+    with (
+        _opened(settings) as platform,
+        Progress(console=Console(stderr=True), transient=True) as progress,
+    ):
+        bar = progress.add_task("Importing case templates", total=len(files))
+        for path in files:
+            try:
+                imported += _import_template_file(platform, settings, path, args)
+            except CeranaError as exc:
+                named = exc.message.startswith(str(path))
+                failures.append(exc.message if named else f"{path}: {exc.message}")
+            progress.advance(bar)
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    print(f"{imported} case templates imported from {len(files)} files")
+    if failures:
+        print(
+            f"{len(failures)} files not imported (nothing written from them); "
+            "see docs/templates.md for the format",
+            file=sys.stderr,
+        )
+        return E_INVALID
+    return E_OK
+
+
+def _import_template_file(
+    platform: Platform, settings: Settings, path: Path, args: argparse.Namespace
+) -> int:
+    # One transaction per file: a bad file writes nothing, the others go in.
+    documents = template_files.read_template_file(path)
+    with platform.db.write() as conn:
+        outcome = templates.import_templates(
+            conn,
+            _admin(settings),
+            documents,
+            create_missing=args.create_missing,
+            source=str(path),
+        )
+    for reference in outcome.created_fields:
+        print(f"custom field {reference} defined for {path.name}")
+    for name in outcome.created_metrics:
+        print(f"metric {name} defined for {path.name}")
+    return len(outcome.templates)
 
 
 if __name__ == "__main__":

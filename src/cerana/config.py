@@ -8,6 +8,7 @@ is ``CERANA_`` followed by its upper-cased name, e.g. ``CERANA_DATA_DIR``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 import tomllib
@@ -47,9 +48,28 @@ class Settings:
     auth_basic: bool = True
     auth_key: bool = True
     max_similar_cases: int = 100
+    alert_upsert: bool = False
+    metrics_required_to_close: bool = False
     stream_refresh: float = 60.0
     log_level: str = "INFO"
     workers: int = 2
+    # Analysis engine (docs/analyzers.md).
+    analyzer_paths: str = ""
+    analyzer_key: str = field(default="", repr=False)
+    analyzer_timeout: int = 30
+    analyzer_cache: int = 10
+    analyzer_concurrency: int = 4
+    analyzer_output_limit: int = 8 * 1024 * 1024
+    analyzer_attempts: int = 2
+    cortex_embedded: bool = True
+    # TOML tables: `[analyzers.<name>]` (analyzer configuration, as Cortex
+    # names it) and `[cortex.<instance>]` (remote Cortex servers).
+    analyzers: Mapping[str, Any] = field(
+        default_factory=dict, repr=False, hash=False, compare=False
+    )
+    cortex: Mapping[str, Any] = field(
+        default_factory=dict, repr=False, hash=False, compare=False
+    )
 
     @property
     def effective_database_url(self) -> str:
@@ -111,9 +131,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
     section = document.get("cerana", document)
     known = _field_types()
     values: dict[str, Any] = {}
+    for key in _TABLE_SETTINGS:  # tables may sit beside a [cerana] table
+        if isinstance(document.get(key), dict):
+            values[key] = document[key]
     for key, raw in section.items():
         if isinstance(raw, dict):
-            continue  # sub-sections belong to other parts (analyzers, misp, ...)
+            if key in _TABLE_SETTINGS:
+                values[key] = raw
+            continue  # sub-sections belong to other parts (misp, ...)
         if key not in known:
             raise ConfigError(f"{path}: unknown setting '{key}'")
         values[key] = _coerce(key, raw, known[key], f"{path}: {key}")
@@ -130,6 +155,10 @@ def _read_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+# Settings given as TOML tables (or JSON objects in the environment).
+_TABLE_SETTINGS = ("analyzers", "cortex")
+
+
 def _field_types() -> dict[str, str]:
     return {f.name: str(f.type) for f in dataclasses.fields(Settings)}
 
@@ -144,9 +173,18 @@ def _coerce(key: str, raw: Any, kind: str, where: str) -> Any:
             return float(raw)
         if kind == "bool":
             return _to_bool(raw)
+        if kind.startswith("Mapping"):
+            return _to_table(raw)
         return str(raw)
     except ValueError:
         raise ConfigError(f"{where}: expected {kind}, got {raw!r}") from None
+
+
+def _to_table(raw: Any) -> dict[str, Any]:
+    table = raw if isinstance(raw, dict) else json.loads(str(raw))
+    if not isinstance(table, dict):
+        raise ValueError("not a table")
+    return table
 
 
 def _to_bool(raw: Any) -> bool:

@@ -23,7 +23,13 @@ logger = logging.getLogger(__name__)
 
 # Modules that register queued work (cerana.queue.register); they are
 # imported before the queue is built so every worker knows every task.
-WORK_MODULES: tuple[str, ...] = ()
+WORK_MODULES: tuple[str, ...] = (
+    "cerana.services.webhooks",
+    "cerana.analysis.jobs",
+    "cerana.connectors.cortex.autorun",
+    "cerana.connectors.cortex.health",
+    "cerana.connectors.cortex.jobs",
+)
 
 
 @dataclass

@@ -1,0 +1,68 @@
+"""Per-analyzer concurrency and rate limits, held across worker processes.
+
+A job over a limit is not refused: its admission is postponed, and the
+worker re-queues it for the moment a slot frees up (Cortex answers 429
+instead, and users lost jobs to it: Cortex #164).
+
+Admission happens in a write transaction that first locks the analyzer's
+gate row (SQLite's ``BEGIN IMMEDIATE`` already serialises writers; on
+PostgreSQL ``SELECT ... FOR UPDATE`` does), so two workers never both take
+the last slot.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cerana.analysis.configuration import Limits
+from cerana.store import tables
+
+# How soon a job held back by the concurrency limit looks again.
+CONCURRENCY_RETRY_SECONDS = 0.5
+
+
+def lock_gate(conn: Connection, analyzer_id: str, now: int) -> None:
+    """Takes the analyzer's admission lock until the transaction ends."""
+    gate = tables.analyzer_gate
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(
+        dialect.insert(gate)
+        .values(analyzer_id=analyzer_id, admitted_at=now)
+        .on_conflict_do_nothing()
+    )
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            select(gate.c.analyzer_id)
+            .where(gate.c.analyzer_id == analyzer_id)
+            .with_for_update()
+        )
+
+
+def admission_delay(
+    conn: Connection, analyzer_id: str, limits: Limits, now: int
+) -> float | None:
+    """Returns None when a job of ``analyzer_id`` may start now, else the
+    seconds to wait before trying again. Call under `lock_gate`."""
+    job = tables.analysis_job
+    running = conn.execute(
+        select(func.count())
+        .select_from(job)
+        .where(job.c.analyzer_id == analyzer_id, job.c.status == "InProgress")
+    ).scalar_one()
+    if running >= limits.concurrency:
+        return CONCURRENCY_RETRY_SECONDS
+    if limits.rate is None:
+        return None
+    window = limits.rate.window_seconds * 1000
+    started = conn.execute(
+        select(func.count(), func.min(job.c.start_date)).where(
+            job.c.analyzer_id == analyzer_id,
+            job.c.start_date >= now - window,
+            job.c.status != "Waiting",
+        )
+    ).one()
+    if started[0] < limits.rate.count:
+        return None
+    oldest = int(started[1])
+    return max((oldest + window - now) / 1000, 0.05)
