@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import unicodedata
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -63,6 +62,12 @@ REGISTRY_HIVES: frozenset[str] = frozenset(
 _DATATYPE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _DOMAIN_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 _HEX = re.compile(r"[0-9a-fA-F]+")
+# Unicode's category Cc is exactly these two ranges.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A dotted-quad IPv4 address already in its normal form (no leading zeros):
+# the common case of a feed, checked without building an ipaddress object.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_PLAIN_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _AS_NUMBER = re.compile(r"(?:AS)?\s*([0-9]+)", re.IGNORECASE | re.ASCII)
 _URL_PARTS = re.compile(
     r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://(?P<netloc>[^/?#]*)(?P<rest>.*)",
@@ -155,9 +160,9 @@ def _shorten(value: str, limit: int = 80) -> str:
 
 
 def _has_control_characters(text: str, allowed: str = "") -> bool:
-    return any(
-        unicodedata.category(char) == "Cc" and char not in allowed for char in text
-    )
+    if not allowed:
+        return _CONTROL.search(text) is not None
+    return any(char not in allowed for char in _CONTROL.findall(text))
 
 
 def _refang(text: str, refangs: tuple[tuple[str, str], ...]) -> str:
@@ -184,6 +189,8 @@ def _normalise_ip(text: str) -> str:
         )
     if "/" in address:
         return _normalise_network(address)
+    if _PLAIN_IPV4.fullmatch(address):
+        return address
     try:
         return str(ipaddress.ip_address(address))
     except ValueError:
@@ -219,6 +226,10 @@ def _normalise_domain(text: str) -> str:
 
 
 def _is_ip_address(text: str) -> bool:
+    # An IPv6 address has a colon and an IPv4 one only digits and dots: most
+    # names are neither, and need no parse.
+    if ":" not in text and not text.replace(".", "").isdigit():
+        return False
     try:
         ipaddress.ip_address(text)
     except ValueError:

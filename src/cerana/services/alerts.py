@@ -26,7 +26,7 @@ from cerana.domain import attributes as attrs
 from cerana.domain.alerts import AlertDraft, ArtifactDraft
 from cerana.domain.dates import now_ms
 from cerana.domain.errors import CeranaError, Conflict, Forbidden, InvalidInput
-from cerana.domain.identifiers import new_id
+from cerana.domain.identifiers import new_id, new_ids
 from cerana.services import lists
 from cerana.services.attachments import Upload, attachment_rows, store_upload
 from cerana.services.audit import audited_details, record_audit
@@ -302,8 +302,17 @@ def _new_record(
         "updated_at": None,
         "version": 1,
     }
+    ids = new_ids(len(draft.artifacts))
     artifacts = [
-        _artifact_row(conn, draft.id, actor.organisation, position, artifact, options)
+        _artifact_row(
+            conn,
+            ids[position],
+            draft.id,
+            actor.organisation,
+            position,
+            artifact,
+            options,
+        )
         for position, artifact in enumerate(draft.artifacts)
     ]
     return AlertRecord(row, artifacts)
@@ -311,6 +320,7 @@ def _new_record(
 
 def _artifact_row(
     conn: Connection,
+    artifact_id: str,
     alert_id: str,
     organisation: str,
     position: int,
@@ -320,7 +330,7 @@ def _artifact_row(
     attachment = _store_file(conn, draft, options)
     key = attachment["attachment_id"] or data_key(draft.data or "")
     return {
-        "id": new_id(),
+        "id": artifact_id,
         "alert_id": alert_id,
         "organisation": organisation,
         "position": position,
@@ -483,7 +493,13 @@ def _merge_artifacts(
         if known is None:
             position = len(existing) + len(added)
             row = _artifact_row(
-                conn, alert_id, alert["organisation"], position, draft, options
+                conn,
+                new_id(),
+                alert_id,
+                alert["organisation"],
+                position,
+                draft,
+                options,
             )
             by_key[(row["data_type"], row["data_key"])] = row
             added.append(row)
@@ -589,6 +605,25 @@ def follow_alert(
 def ignore_alert(conn: Connection, actor: Actor, alert_id: str) -> AlertRecord:
     """Sets an alert aside: its status becomes Ignored."""
     return _set_state(conn, actor, alert_id, lambda a: {"status": "Ignored"})
+
+
+def triage_alerts(
+    conn: Connection,
+    actor: Actor,
+    ids: Sequence[str],
+    triage: Callable[[Connection, Actor, str], AlertRecord],
+) -> list[dict[str, Any]]:
+    """Applies one triage function (`mark_alert_read`, `ignore_alert`...)
+    to many alerts, each in a savepoint; returns the errors of those that
+    failed, the others being changed."""
+    failed: list[dict[str, Any]] = []
+    for alert_id in ids:
+        try:
+            with conn.begin_nested():
+                triage(conn, actor, alert_id)
+        except CeranaError as exc:
+            failed.append({**exc.to_json(), "object": {"id": alert_id}})
+    return failed
 
 
 def _set_state(
