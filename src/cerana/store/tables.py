@@ -325,6 +325,16 @@ alert = Table(
     Index("ix_alert_case", "case_id"),
 )
 
+# How many alerts each organisation has in each status, kept by database
+# triggers (migration 0004) so that the alert list need not count them.
+alert_count = Table(
+    "alert_count",
+    metadata,
+    Column("organisation", String(64), primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("total", BigInteger, nullable=False),
+)
+
 alert_tag = Table(
     "alert_tag",
     metadata,
