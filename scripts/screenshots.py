@@ -93,6 +93,9 @@ def start_server(data_dir: Path) -> tuple[str, uvicorn.Server, threading.Thread]
         data_dir=data_dir,
         secret_key="screenshots-only-secret",
         admin_password=ADMIN_PASSWORD,
+        analyzers={
+            "FireHOLBlocklists": {"blocklistpath": str(_write_blocklist(data_dir))}
+        },
     )
     platform = Platform.open(settings)
     platform.prepare()
@@ -114,6 +117,50 @@ def start_server(data_dir: Path) -> tuple[str, uvicorn.Server, threading.Thread]
     return f"http://127.0.0.1:{port}", server, thread
 
 
+def _write_blocklist(data_dir: Path) -> Path:
+    """A one-list FireHOL folder naming the demo's shared IP, so the job
+    page shows a real report of a shipped analyzer (#6)."""
+    folder = data_dir / "firehol"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "demo_c2.ipset").write_text(
+        "# demo_c2\n#\n# Command and control hosts seen by the demo SOC\n"
+        f"# Source File Date: Tue Jan 23 08:55:02 UTC 2024\n#\n{SHARED_IP}\n"
+        "198.51.100.0/24\n",
+        encoding="utf-8",
+    )
+    return folder
+
+
+def _run_analyzers(api: httpx.Client, case_id: str) -> str:
+    """Runs the shipped analyzers on the main case's IPs; returns the id of
+    the FireHOL job on the shared IP once it has ended."""
+    found = api.post(
+        f"/api/case/{case_id}/artifact/_search", json={"query": {"dataType": "ip"}}
+    ).json()
+    jobs = api.post(
+        "/api/connector/cortex/job",
+        json={
+            "analyzerIds": ["FireHOLBlocklists_2_0", "NoOp_1_0"],
+            "artifactIds": [o["id"] for o in found],
+        },
+    ).json()
+    shared = next(o["id"] for o in found if o["data"] == SHARED_IP)
+    job_id = next(
+        j["id"]
+        for j in jobs
+        if j["artifactId"] == shared and j["analyzerName"] == "FireHOLBlocklists"
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if api.get(f"/api/connector/cortex/job/{job_id}").json()["status"] in (
+            "Success",
+            "Failure",
+        ):
+            return str(job_id)
+        time.sleep(0.2)
+    raise RuntimeError("the demo analyzer job did not end")
+
+
 def fill_demo_data(url: str) -> dict[str, str]:
     """Creates users, cases, tasks, logs and observables; returns ids."""
     auth = ("admin", ADMIN_PASSWORD)
@@ -132,6 +179,7 @@ def fill_demo_data(url: str) -> dict[str, str]:
         task_ids = _add_tasks(api, main)
         _add_logs(api, task_ids[0])
         _add_observables(api, ids)
+        job = _run_analyzers(api, main)
         api.patch(
             f"/api/case/{ids[5]}",
             json={
@@ -141,7 +189,15 @@ def fill_demo_data(url: str) -> dict[str, str]:
                 "summary": "Authorised scan by the red team.",
             },
         )
-        return {"case": main, "task": task_ids[0]}
+        alert = _add_alerts(api)
+        template = _add_template(api)
+        return {
+            "case": main,
+            "task": task_ids[0],
+            "alert": alert,
+            "template": template,
+            "job": job,
+        }
 
 
 def _create_case(api: httpx.Client, number: int, body: dict[str, object]) -> str:
@@ -181,6 +237,110 @@ def _add_logs(api: httpx.Client, task_id: str) -> None:
         api.post(f"/api/case/task/{task_id}/log", json={"message": message})
 
 
+def _add_template(api: httpx.Client) -> str:
+    """Defines two custom fields and a metric, then a phishing template that
+    uses them; returns the template's id (#5)."""
+    fields = [
+        ("businessImpact", "Business impact", "string", ["Low", "Medium", "High"]),
+        ("affectedHosts", "Affected hosts", "integer", []),
+    ]
+    for reference, name, kind, options in fields:
+        item = {
+            "reference": reference,
+            "name": name,
+            "description": "",
+            "type": kind,
+            "options": options,
+            "mandatory": reference == "businessImpact",
+        }
+        api.post("/api/list/custom_fields", json={"value": item})
+    metric = {"name": "timeToDetect", "title": "Time to detect (h)", "description": ""}
+    api.post("/api/list/case_metrics", json={"value": metric})
+    tasks = [
+        ("Identify recipients", "triage", "alice"),
+        ("Collect mail headers", "triage", "alice"),
+        ("Block sender domain", "containment", "bruno"),
+        ("Reset passwords of users who clicked", "containment", None),
+    ]
+    body = {
+        "name": "Phishing",
+        "titlePrefix": "[PHISH]",
+        "description": "A user reported a **phishing** mail.",
+        "severity": 2,
+        "tlp": 2,
+        "tags": ["phishing"],
+        "tasks": [
+            {"title": title, "group": group, "owner": owner, "order": order}
+            for order, (title, group, owner) in enumerate(tasks)
+        ],
+        "customFields": {
+            "businessImpact": {"string": "Medium", "order": 0},
+            "affectedHosts": {"integer": None, "order": 1},
+        },
+        "metrics": {"timeToDetect": None},
+    }
+    response = api.post("/api/case/template", json=body)
+    response.raise_for_status()
+    template_id: str = response.json()["id"]
+    return template_id
+
+
+def _add_alerts(api: httpx.Client) -> str:
+    """Creates a few alerts, one sharing an IP with the demo cases; returns
+    the id of that one, which the preview screenshot shows."""
+    alerts = [
+        (
+            "siem",
+            "splunk",
+            "SPL-88121",
+            "Outbound beacon to a known C2",
+            3,
+            [
+                ("ip", SHARED_IP, True),
+                ("domain", "cdn-updates.example", True),
+                ("fqdn", "ws-0418.corp.example", False),
+            ],
+        ),
+        (
+            "ids",
+            "suricata",
+            "ET-2027865",
+            "ET TROJAN suspicious TLS certificate",
+            2,
+            [("ip", "198.51.100.77", False)],
+        ),
+        (
+            "mail",
+            "proofpoint",
+            "PP-5512",
+            "Reported phishing: invoice lure",
+            2,
+            [("mail", "billing@invoices-portal.example", True)],
+        ),
+        ("edr", "crowdstrike", "CS-90314", "Encoded PowerShell on WS-0233", 1, []),
+    ]
+    ids = []
+    for kind, source, ref, title, severity, artifacts in alerts:
+        body = {
+            "type": kind,
+            "source": source,
+            "sourceRef": ref,
+            "title": title,
+            "severity": severity,
+            "tags": [kind],
+            "description": f"Raised by **{source}**; see the rule `{ref}`.",
+            "artifacts": [
+                {"dataType": t, "data": v, "ioc": ioc, "tags": [source]}
+                for t, v, ioc in artifacts
+            ],
+        }
+        response = api.post("/api/alert", json=body)
+        response.raise_for_status()
+        ids.append(response.json()["id"])
+    api.post(f"/api/alert/{ids[3]}/markAsRead")
+    return str(ids[0])
+
+
 def _add_observables(api: httpx.Client, case_ids: list[str]) -> None:
     main, beacon, ransom = case_ids[0], case_ids[1], case_ids[2]
     batches = [
@@ -216,7 +376,15 @@ def take_screenshots(
         ("case-history", f"/cases/{ids['case']}?tab=history"),
         ("task", f"/tasks/{ids['task']}"),
         ("admin-users", "/admin/users"),
+        ("admin-templates", "/admin/templates"),
+        ("admin-custom-fields", "/admin/custom-fields"),
+        ("template-editor", f"/admin/templates/{ids['template']}"),
         ("about", "/about"),
+        ("jobs", "/jobs"),
+        ("job", f"/jobs/{ids['job']}"),
+        ("admin-analyzers", "/admin/analyzers"),
+        ("alert-list", "/alerts"),
+        ("alert-preview", f"/alerts/{ids['alert']}"),
     ]
     written = []
     with sync_playwright() as playwright:

@@ -119,7 +119,7 @@ def test_each_case_tab_is_titled_with_the_case_and_the_tab(
     )
 
 
-def test_the_about_page_shows_version_and_backend_and_no_connector_status(
+def test_the_about_page_shows_version_backend_and_the_embedded_cortex_engine(
     server: LiveServer, sign_in_http: SignIn
 ) -> None:
     session = sign_in_http()
@@ -131,7 +131,9 @@ def test_the_about_page_shows_version_and_backend_and_no_connector_status(
     ]
     assert f'<dd id="about-database">{backend}</dd>' in html
     assert '<dd id="about-version">0.1.0</dd>' in html
-    assert "no status to show" in html
+    assert re.search(
+        r"<td>local <span[^>]*>\(embedded engine\)</span></td><td>0\.1\.0</td>", html
+    )
 
 
 def test_a_form_posted_without_the_csrf_token_is_refused(

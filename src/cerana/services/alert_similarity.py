@@ -194,6 +194,38 @@ def known_observables(
     return known
 
 
+def cases_seen_in(
+    conn: Connection, organisation: str, probes: Sequence[Probe], limit: int
+) -> dict[str, list[RowMapping]]:
+    """Returns, per artifact id, up to ``limit`` live cases holding a
+    similar observable, highest case number first.
+
+    One query per probe: pass only the probes `known_observables` found in
+    some case, so an alert whose values are all new costs nothing here.
+    """
+    observable, case_table = tables.observable, tables.case
+    case_ids: dict[str, list[str]] = {}
+    for probe in probes:
+        matching = _matching_observables([probe])
+        if matching is None:
+            continue
+        rows = conn.execute(
+            select(observable.c.case_id)
+            .select_from(_with_case(observable))
+            .where(observable.c.id.in_(matching), *_live(organisation))
+            .group_by(observable.c.case_id)
+            .order_by(func.max(case_table.c.number).desc())
+            .limit(limit)
+        ).all()
+        case_ids[probe.artifact_id] = [row[0] for row in rows]
+    wanted = list({i for ids in case_ids.values() for i in ids})
+    cases = records.fetch_many(conn, models.CASE, wanted, organisation)
+    return {
+        artifact_id: [cases[i] for i in ids if i in cases]
+        for artifact_id, ids in case_ids.items()
+    }
+
+
 def _known_in_cases(
     conn: Connection, organisation: str, probes: Sequence[Probe]
 ) -> dict[str, tuple[int, int, bool, bool]]:

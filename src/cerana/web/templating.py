@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 import cerana
+from cerana.web.indicators import cortex_indicator
 from cerana.web.markdown import render_markdown
 from cerana.web.session import CSRF_FIELD, Viewer
 
@@ -120,6 +121,7 @@ def render(
     page = environment.get_template(template).render(
         {
             "viewer": shown,
+            "cortex_health": cortex_indicator(request) if shown else None,
             "flash": flash,
             "path": request.url.path,
             "errors": {},

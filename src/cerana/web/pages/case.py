@@ -11,13 +11,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cerana.domain.errors import NotFound
-from cerana.services import activity
+from cerana.domain.taxonomies import taxonomies_of_reports
+from cerana.services import activity, custom_fields
 from cerana.services import cases as case_service
 from cerana.services import observables as observable_service
 from cerana.services.context import Actor
 from cerana.store import models, query, tables
-from cerana.web import choices
+from cerana.web import choices, custom_values
 from cerana.web.database import read
+from cerana.web.pages.analyzer_runs import analyzer_choices
 from cerana.web.routing import page_router
 from cerana.web.session import Viewer, signed_in
 from cerana.web.templating import SEVERITY_NAMES, TLP_NAMES, format_time, render
@@ -65,6 +67,9 @@ async def case_page_response(
     tab = tab if tab in TABS else "details"
     params = dict(request.query_params)
     view = await read(request, load_case_page, viewer.actor, case_id, tab, params)
+    if tab == "observables":
+        data_types = {row["data_type"] for row in view["observables"]}
+        view.update(await analyzer_choices(request, data_types))
     view.update(errors=errors or {}, values=values or {}, params=params, **extra)
     return render(request, "case/page.html", view, status=status)
 
@@ -113,8 +118,14 @@ def _details(
         ),
     )
     sources = [_case_or_none(conn, actor, i) for i in case["merge_from"] or []]
+    fields = custom_fields.field_definitions(conn, actor.organisation)
+    metrics = custom_fields.metric_definitions(conn, actor.organisation)
     return {
         "custom_fields": [(ref, _custom_value(value)) for ref, value in custom],
+        "field_names": {ref: d.name for ref, d in fields.items()},
+        "field_inputs": custom_values.field_inputs(fields, case["custom_fields"] or {}),
+        "metric_inputs": custom_values.metric_inputs(metrics, case["metrics"] or {}),
+        "metric_titles": {name: d.title for name, d in metrics.items()},
         "metrics": sorted((case["metrics"] or {}).items()),
         "merged_from": [c for c in sources if c is not None],
         "linked": case_service.linked_cases(
@@ -189,6 +200,9 @@ def _observables(
     # costs ~3 ms at the benchmark's size (#3).
     seen = observable_service.seen_counts(conn, actor.organisation, rows)
     return {
+        "taxonomies": {
+            row["id"]: taxonomies_of_reports(row["reports"]) for row in rows
+        },
         "observables": rows,
         "observable_total": total,
         "observable_page": page,

@@ -11,14 +11,16 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cerana.api.deps import platform
 from cerana.domain import attributes as attrs
 from cerana.domain.errors import CeranaError, InvalidInput, NotFound
 from cerana.services import cases as case_service
 from cerana.services import merge as merge_service
+from cerana.services import templates as template_service
 from cerana.services.context import Actor
 from cerana.store import models, query
 from cerana.web import forms
-from cerana.web.database import write
+from cerana.web.database import read, write
 from cerana.web.pages.case import case_page_response
 from cerana.web.pages.case_list import close_body
 from cerana.web.routing import page_router
@@ -34,7 +36,12 @@ CaseAction = Callable[[Viewer, FormData], Awaitable[Response]]
 async def new_case_form(request: Request) -> Response:
     viewer = await signed_in(request)
     viewer.require("write")
-    return render(request, "cases/new.html", {"values": {"severity": "2", "tlp": "2"}})
+    names = await read(request, _template_names, viewer.actor.organisation)
+    # With templates to choose from, severity and TLP default to the
+    # template's; a form value would always win over it (#5).
+    default = "" if names else "2"
+    values = {"severity": default, "tlp": default}
+    return render(request, "cases/new.html", {"values": values, "templates": names})
 
 
 @router.post("/cases/new")
@@ -50,27 +57,47 @@ async def open_case(request: Request) -> Response:
         if exc.status in (403, 404):
             raise
         values = {k: v for k, v in form.items() if isinstance(v, str)}
+        names = await read(request, _template_names, viewer.actor.organisation)
         return render(
             request,
             "cases/new.html",
-            {"values": values, "errors": {"case": exc.message}},
+            {"values": values, "errors": {"case": exc.message}, "templates": names},
             status=400,
         )
     return redirect(f"/cases/{row['id']}", f"Case #{row['number']} opened.")
 
 
+def _template_names(conn: Connection, organisation: str) -> list[str]:
+    rows = template_service.list_templates(conn, organisation)
+    return [row["name"] for row in rows if row["status"] == "Ok"]
+
+
 def _new_case_body(form: FormData) -> dict[str, Any]:
+    """Returns the case body of the new case form. An empty severity or TLP
+    is left out, and so are, with a template, an empty description and an
+    unticked flag, so that the template's values apply."""
+    template = forms.text(form, "template")
     body: dict[str, Any] = {
         "title": forms.text(form, "title"),
         "description": forms.text(form, "description"),
-        "severity": forms.number(form, "severity", "Severity", attrs.SEVERITIES),
-        "tlp": forms.number(form, "tlp", "TLP", attrs.TLPS),
         "tags": forms.tag_list(form, "tags"),
         "flag": forms.checked(form, "flag"),
     }
+    for name, label, choices in (
+        ("severity", "Severity", attrs.SEVERITIES),
+        ("tlp", "TLP", attrs.TLPS),
+    ):
+        if forms.text(form, name):  # empty: the template's, else the default
+            body[name] = forms.number(form, name, label, choices)
     if not body["title"]:
         raise InvalidInput("Title: a case needs a title")
-    if not body["description"]:
+    if template:
+        body["template"] = template
+        if not body["flag"]:
+            del body["flag"]
+        if not body["description"]:
+            del body["description"]
+    elif not body["description"]:
         raise InvalidInput("Description: say what happened, in a sentence at least")
     start = forms.date_time(form, "start_date", "Start date")
     if start is not None:
@@ -78,7 +105,7 @@ def _new_case_body(form: FormData) -> dict[str, Any]:
     return body
 
 
-async def _case_form(
+async def case_form(
     request: Request, case_id: str, form_name: str, tab: str, action: CaseAction
 ) -> Response:
     """Runs a header form's action; on bad input the case page comes back
@@ -112,7 +139,7 @@ async def toggle_flag(request: Request, case_id: str) -> Response:
         )
         return redirect(safe_next(forms.text(form, "next"), f"/cases/{case_id}"))
 
-    return await _case_form(request, case_id, "header", "details", action)
+    return await case_form(request, case_id, "header", "details", action)
 
 
 @router.post("/cases/{case_id}/assign")
@@ -129,7 +156,7 @@ async def assign(request: Request, case_id: str) -> Response:
             f"Case assigned to {owner}.",
         )
 
-    return await _case_form(request, case_id, "assign", "details", action)
+    return await case_form(request, case_id, "assign", "details", action)
 
 
 @router.post("/cases/{case_id}/edit")
@@ -154,18 +181,23 @@ async def edit(request: Request, case_id: str) -> Response:
         )
         return redirect(f"/cases/{case_id}", "Case updated.")
 
-    return await _case_form(request, case_id, "edit", "details", action)
+    return await case_form(request, case_id, "edit", "details", action)
 
 
 @router.post("/cases/{case_id}/close")
 async def close(request: Request, case_id: str) -> Response:
     async def action(viewer: Viewer, form: FormData) -> Response:
         row = await write(
-            request, case_service.update_case, viewer.actor, case_id, close_body(form)
+            request,
+            case_service.update_case,
+            viewer.actor,
+            case_id,
+            close_body(form),
+            require_metrics=platform(request).settings.metrics_required_to_close,
         )
         return redirect(f"/cases/{case_id}", f"Case #{row['number']} closed.")
 
-    return await _case_form(request, case_id, "close", "details", action)
+    return await case_form(request, case_id, "close", "details", action)
 
 
 @router.post("/cases/{case_id}/reopen")
@@ -176,7 +208,7 @@ async def reopen(request: Request, case_id: str) -> Response:
         )
         return redirect(f"/cases/{case_id}", f"Case #{row['number']} reopened.")
 
-    return await _case_form(request, case_id, "header", "details", action)
+    return await case_form(request, case_id, "header", "details", action)
 
 
 @router.post("/cases/{case_id}/merge")
@@ -192,7 +224,7 @@ async def merge(request: Request, case_id: str) -> Response:
         )
         return redirect(f"/cases/{row['id']}", f"Cases merged into #{row['number']}.")
 
-    return await _case_form(request, case_id, "merge", "details", action)
+    return await case_form(request, case_id, "merge", "details", action)
 
 
 def _merge_with_number(

@@ -14,8 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from cerana.api.deps import platform
+from cerana.connectors.cortex import jobs as connector_jobs
 from cerana.domain import attributes as attrs
 from cerana.domain.errors import CeranaError, InvalidInput
+from cerana.domain.taxonomies import taxonomies_of_reports
 from cerana.platform import Platform
 from cerana.services import cases as case_service
 from cerana.services import observables as observable_service
@@ -23,6 +25,7 @@ from cerana.services.context import Actor
 from cerana.store import models, query, tables
 from cerana.web import forms
 from cerana.web.database import read, write
+from cerana.web.pages.analyzer_runs import analyzer_choices
 from cerana.web.pages.case import case_page_response, observable_query
 from cerana.web.routing import page_router
 from cerana.web.session import checked_form, signed_in
@@ -32,6 +35,7 @@ router = page_router()
 
 EXPORT_CHUNK = 1000
 SIMILAR_PAGE = 100
+RECENT_JOBS = 20
 BULK_ACTIONS = {
     "ioc": {"ioc": True},
     "not-ioc": {"ioc": False},
@@ -177,6 +181,7 @@ async def toggle_flag(request: Request, observable_id: str) -> Response:
 async def observable_page(request: Request, observable_id: str) -> Response:
     viewer = await signed_in(request)
     view = await read(request, _load_observable, viewer.actor, observable_id)
+    view.update(await analyzer_choices(request, [view["observable"]["data_type"]]))
     return render(request, "observable.html", view)
 
 
@@ -192,6 +197,10 @@ def _load_observable(
     )
     return {
         "observable": observable,
+        "taxonomies": taxonomies_of_reports(observable["reports"]),
+        "jobs": connector_jobs.find_jobs(
+            conn, actor.organisation, observable_id=observable_id, limit=RECENT_JOBS
+        ),
         "case": case,
         "similar": pairs,
         "similar_total": total,

@@ -138,3 +138,53 @@
     timer = setTimeout(refresh, 300);
   });
 })();
+
+// -- job statuses: poll while a shown job is waiting or running -------------
+(function () {
+  const POLL_MS = 2000;
+  const ENDED = ["Success", "Failure", "Deleted"];
+  const LABELS = { InProgress: "In progress" };
+
+  function pending() {
+    return Array.prototype.filter.call(document.querySelectorAll("[data-job-status]"), function (badge) {
+      return ENDED.indexOf(badge.dataset.jobStatus) < 0;
+    });
+  }
+
+  function show(badge, status) {
+    badge.dataset.jobStatus = status;
+    badge.className = "jstatus jstatus-" + status.toLowerCase();
+    badge.textContent = LABELS[status] || status;
+  }
+
+  function poll() {
+    const badges = pending();
+    if (!badges.length) return;
+    if (document.hidden) { setTimeout(poll, POLL_MS); return; }
+    const ids = Array.from(new Set(badges.map(function (b) { return b.dataset.jobId; })));
+    const query = ids.map(function (id) { return "id=" + encodeURIComponent(id); }).join("&");
+    fetch("/jobs/status?" + query, { credentials: "same-origin" })
+      .then(function (response) {
+        if (!response.ok) throw new Error(String(response.status));
+        return response.json();
+      })
+      .then(function (answer) {
+        let reload = false;
+        badges.forEach(function (badge) {
+          const job = answer.jobs[badge.dataset.jobId];
+          if (!job || job.status === badge.dataset.jobStatus) return;
+          show(badge, job.status);
+          const ended = document.querySelector('[data-job-end="' + badge.dataset.jobId + '"]');
+          // The ISO time in UTC, shortened as the server writes dates.
+          if (ended && job.endDate) ended.textContent = job.endDate.slice(0, 16).replace("T", " ");
+          if (ENDED.indexOf(job.status) >= 0 && badge.hasAttribute("data-job-reload")) reload = true;
+        });
+        // A job page shows its report once the job ends.
+        if (reload) { window.location.reload(); return; }
+        setTimeout(poll, POLL_MS);
+      })
+      .catch(function () { setTimeout(poll, POLL_MS * 5); });
+  }
+
+  setTimeout(poll, POLL_MS);
+})();
