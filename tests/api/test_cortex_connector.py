@@ -111,6 +111,33 @@ def test_several_analyzers_run_on_several_observables_at_once(
     assert set(reports) == {"Echo_1_0", "NoOp_1_0"}
 
 
+def test_job_search_pages_and_counts_every_match(cortex: LiveServer) -> None:
+    client = cortex.client()
+    first = _observable(client, "ip", "5.5.5.5")
+    second = client.post(
+        f"/api/case/{first['_parent']}/artifact",
+        json={"dataType": "ip", "data": "6.6.6.6", "message": "m"},
+    ).json()
+    client.post(
+        "/api/connector/cortex/job",
+        json={"analyzerIds": ["NoOp_1_0"], "artifactIds": [first["id"], second["id"]]},
+    )
+
+    page = client.post(
+        "/api/connector/cortex/job/_search",
+        json={"range": "0-1", "sort": ["-startDate"]},
+    )
+    one = client.post(
+        "/api/connector/cortex/job/_search",
+        json={"query": {"artifactId": second["id"]}},
+    )
+
+    assert page.status_code == 200 and len(page.json()) == 1
+    assert page.headers["X-Total"] == "2"
+    assert [j["artifactId"] for j in one.json()] == [second["id"]]
+    assert one.headers["X-Total"] == "1"
+
+
 def test_a_remote_instance_runs_jobs_polled_until_done(
     cortex: LiveServer, fake_remote: FakeCortex
 ) -> None:

@@ -12,6 +12,8 @@ import logging
 from typing import Any
 
 from sqlalchemy import Connection, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 import cerana
 from cerana.analysis.errors import CortexUnavailable
@@ -57,9 +59,18 @@ def probe_instances(platform: Platform) -> list[dict[str, Any]]:
 
 
 def _record(conn: Connection, state: dict[str, Any]) -> None:
+    # An upsert: probes of several processes (or of the start-up and the
+    # periodic task) may record the same instance at once.
     table = tables.cortex_instance
-    conn.execute(table.delete().where(table.c.name == state["name"]))
-    conn.execute(table.insert().values(**state, checked_at=now_ms()))
+    values = {**state, "checked_at": now_ms()}
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = dialect_insert(table).values(**values)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[table.c.name],
+            set_={k: v for k, v in values.items() if k != "name"},
+        )
+    )
 
 
 def connector_status(conn: Connection, settings: Settings) -> dict[str, Any]:

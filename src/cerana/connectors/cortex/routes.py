@@ -97,18 +97,22 @@ async def search_jobs(request: Request) -> Response:
     offset, limit = query.parse_range(fields.values.get("range"))
     observable_id, status = _job_filters(fields.values.get("query") or {})
     sort = query.parse_sort(fields.values.get("sort"))
-    rows = await read(
-        request,
-        jobs.find_jobs,
-        actor.organisation,
-        observable_id=observable_id,
-        status=status,
-        offset=offset,
-        limit=limit,
-        sort=sort,
-    )
+
+    def run(conn: Connection) -> tuple[list[RowMapping], int]:
+        filters = {"observable_id": observable_id, "status": status}
+        rows = jobs.find_jobs(
+            conn,
+            actor.organisation,
+            offset=offset,
+            limit=limit,
+            sort=sort,
+            **filters,
+        )
+        return rows, jobs.count_jobs(conn, actor.organisation, **filters)
+
+    rows, total = await read(request, run)
     items = [render_job(r, with_report=False) for r in rows]
-    return search_response(items, len(items) + offset)
+    return search_response(items, total)
 
 
 def _job_filters(condition: Any) -> tuple[str | None, str | None]:
@@ -127,6 +131,10 @@ def _job_filters(condition: Any) -> tuple[str | None, str | None]:
     for part in parts:
         if not isinstance(part, dict):
             raise InvalidQuery(f"Invalid job filter {part!r:.80}: expected an object")
+        if len(part) == 1 and next(iter(part)) in ("artifactId", "status"):
+            # The DSL's short form: {"status": "Success"}.
+            ((name, value),) = part.items()
+            part = {"_field": name, "_value": value}
         parent = part.get("_parent")
         if parent is not None:
             inner = parent.get("_query") if isinstance(parent, dict) else None
