@@ -98,6 +98,8 @@ class Call:
     expect: int = 200
     group: str = ""
     check: Callable[[Any], bool] | None = None
+    # Checks the whole response instead of its JSON body (web pages).
+    check_response: Callable[[httpx.Response], bool] | None = None
 
 
 @dataclass
@@ -160,6 +162,8 @@ class Setup:
     data_dir: Path
     admin_password: str = generator.DEFAULT_ADMIN_PASSWORD
     generation: generator.GenerationReport | None = None
+    # More server settings, as CERANA_* variables (bench.analysis sets workers).
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 def reset_postgresql(url: str, *, drop: bool) -> None:
@@ -245,6 +249,7 @@ def server_environment(setup: Setup) -> dict[str, str]:
         CERANA_DATABASE_URL=setup.database_url,
         CERANA_ADMIN_PASSWORD=setup.admin_password,
     )
+    env.update(setup.environment)
     return env
 
 
@@ -524,12 +529,18 @@ def _case_body(rng: random.Random, tags: Sequence[str], index: int) -> dict[str,
 class Timings:
     latencies_ms: list[float] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
+    # Per timed response: its Server-Timing durations in ms ({} without the
+    # header) and its body size in bytes.
+    server_timings: list[dict[str, float]] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
     errors: int = 0
     first_error: str = ""
 
     def merge(self, other: Timings) -> None:
         self.latencies_ms += other.latencies_ms
         self.groups += other.groups
+        self.server_timings += other.server_timings
+        self.sizes += other.sizes
         self.errors += other.errors
         self.first_error = self.first_error or other.first_error
 
@@ -546,15 +557,35 @@ def send(client: httpx.Client, call: Call, timings: Timings) -> None:
         return
     timings.latencies_ms.append((time.perf_counter() - started) * 1000)
     timings.groups.append(call.group)
+    timings.server_timings.append(server_timing(response))
+    timings.sizes.append(len(response.content))
     ok = response.status_code == call.expect
     if ok and call.check is not None:
         ok = call.check(response.json())
+    if ok and call.check_response is not None:
+        ok = call.check_response(response)
     if not ok:
         timings.errors += 1
         detail = (
             f"{call.method} {call.path} -> {response.status_code} {response.text[:300]}"
         )
         timings.first_error = timings.first_error or detail
+
+
+def server_timing(response: httpx.Response) -> dict[str, float]:
+    """Returns the durations of a ``Server-Timing`` header, in ms by metric
+    name (``db;dur=1.2, app;dur=3.4``); {} without the header."""
+    durations: dict[str, float] = {}
+    for metric in response.headers.get("server-timing", "").split(","):
+        name, _, params = metric.strip().partition(";")
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "dur" and name:
+                try:
+                    durations[name] = float(value)
+                except ValueError:
+                    continue
+    return durations
 
 
 def new_client(base_url: str, key: str) -> httpx.Client:
@@ -783,8 +814,13 @@ def write_results(
         ],
         "machine": machine_description(setup),
     }
+    return save_results(f"core-{setup.backend}.json", payload)
+
+
+def save_results(filename: str, payload: dict[str, Any]) -> Path:
+    """Writes ``payload`` as JSON to ``filename`` in the results folder."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"core-{setup.backend}.json"
+    path = RESULTS_DIR / filename
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return path
 

@@ -11,7 +11,17 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, func, insert, or_, select, union
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    union,
+)
 
 from cerana.domain import attributes as attrs
 from cerana.domain.datatypes import (
@@ -328,28 +338,34 @@ def similar_condition(observable: Row) -> Any:
     Both forms are index look-ups: the two id sets are united in a
     subquery, because an OR across them makes PostgreSQL scan the table.
     """
+    return _similar_to(
+        observable["data_type"],
+        observable["data_key"],
+        observable["id"],
+        hashed=observable["data_type"] in ("hash", "file"),
+    )
+
+
+def _similar_to(data_type: Any, key: Any, observable_id: Any, *, hashed: bool) -> Any:
+    # Values or bound parameters: seen_counts builds its statements once.
     table = tables.observable
-    if observable["data_type"] not in ("hash", "file"):
-        return and_(
-            table.c.data_type == observable["data_type"],
-            table.c.data_key == observable["data_key"],
-        )
+    if not hashed:
+        return and_(table.c.data_type == data_type, table.c.data_key == key)
     inner = tables.observable.alias("same_value")
     digests = tables.observable_hash.alias("mine")
     sharing = tables.observable_hash.alias("sharing")
     same_value = select(inner.c.id).where(
-        inner.c.data_type == observable["data_type"],
-        inner.c.data_key == observable["data_key"],
+        inner.c.data_type == data_type, inner.c.data_key == key
     )
     same_hash = select(sharing.c.observable_id).where(
         sharing.c.hash.in_(
-            select(digests.c.hash).where(digests.c.observable_id == observable["id"])
+            select(digests.c.hash).where(digests.c.observable_id == observable_id)
         )
     )
     return table.c.id.in_(union(same_value, same_hash))
 
 
-def _live_case_condition(organisation: str) -> Any:
+def _live_case_condition(organisation: Any) -> Any:
     case = tables.case
     return and_(
         case.c.organisation == organisation,
@@ -399,23 +415,50 @@ def similar_observables(
     return [(observables[r.id], cases[r.case_id]) for r in rows], int(total)
 
 
+def _seen_count_statement(*, hashed: bool) -> Any:
+    """Counts the other live cases holding an observable like the one in
+    the bound parameters (id, case_id, data_type, data_key, organisation)."""
+    table, case = tables.observable, tables.case
+    similar = _similar_to(
+        bindparam("data_type"), bindparam("data_key"), bindparam("id"), hashed=hashed
+    )
+    return (
+        select(func.count(func.distinct(table.c.case_id)))
+        .select_from(table.join(case, case.c.id == table.c.case_id))
+        .where(
+            similar,
+            table.c.case_id != bindparam("case_id"),
+            table.c.status == "Ok",
+            _live_case_condition(bindparam("organisation")),
+        )
+    )
+
+
+# Built once: building a statement for each row took three quarters of the
+# time, 39 ms against 9 ms for a page of 50 observables at the benchmark's
+# size (bench.pages).
+_SEEN_PLAIN = _seen_count_statement(hashed=False)
+_SEEN_HASHED = _seen_count_statement(hashed=True)
+
+
 def seen_counts(
     conn: Connection, organisation: str, rows: Sequence[Row]
 ) -> dict[str, int]:
     """Returns, per observable id, in how many other live cases it appears."""
     counts: dict[str, int] = {}
-    table, case = tables.observable, tables.case
     for row in rows:
-        counts[row["id"]] = conn.execute(
-            select(func.count(func.distinct(table.c.case_id)))
-            .select_from(table.join(case, case.c.id == table.c.case_id))
-            .where(
-                similar_condition(row),
-                table.c.case_id != row["case_id"],
-                table.c.status == "Ok",
-                _live_case_condition(organisation),
-            )
+        hashed = row["data_type"] in ("hash", "file")
+        counted = conn.execute(
+            _SEEN_HASHED if hashed else _SEEN_PLAIN,
+            {
+                "id": row["id"],
+                "case_id": row["case_id"],
+                "data_type": row["data_type"],
+                "data_key": row["data_key"],
+                "organisation": organisation,
+            },
         ).scalar_one()
+        counts[row["id"]] = int(counted)
     return counts
 
 
