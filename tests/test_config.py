@@ -54,3 +54,8 @@ def test_secrets_never_appear_in_the_text_form(
 
     assert "hunter2-secret" not in caplog.text
     assert settings.secret_key not in caplog.text
+
+
+def test_an_unknown_log_level_is_refused_naming_it() -> None:
+    with pytest.raises(ConfigError, match="log_level"):
+        load_settings(None, {"CERANA_LOG_LEVEL": "chatty"})

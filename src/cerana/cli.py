@@ -45,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return E_USAGE
     try:
         settings = load_settings(args.config)
+        if not (args.debug or args.quiet):
+            logging.getLogger().setLevel(settings.log_level.upper())
         handler: Callable[[argparse.Namespace, Settings], int] = args.handler
         return handler(args, settings)
     except ConfigError as exc:

@@ -107,10 +107,17 @@ def load_settings(
     return _with_secret_key(settings)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def _check_choices(settings: Settings) -> None:
     if settings.sqlite_synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
         raise ConfigError(
             f"sqlite_synchronous must be NORMAL, FULL or EXTRA, not {settings.sqlite_synchronous!r}"
+        )
+    if settings.log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(
+            f"log_level must be one of {', '.join(LOG_LEVELS)}, not {settings.log_level!r}"
         )
 
 
