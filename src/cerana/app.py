@@ -68,6 +68,9 @@ def create_app(settings: Settings, *, prepared: Platform | None = None) -> FastA
         redoc_url=None,
     )
     for module in (
+        # First: analyzers are run in bursts, and a request is matched
+        # against each route in order (its /cortex/api prefix is its own).
+        cortex_api,
         users,
         templates,  # before the /api/case/{case_id}/... routes
         tasks,
@@ -77,7 +80,6 @@ def create_app(settings: Settings, *, prepared: Platform | None = None) -> FastA
         cases,
         platform_routes,
         stream,
-        cortex_api,
         cortex_routes,
         web_pages,
     ):

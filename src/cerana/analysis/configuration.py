@@ -21,8 +21,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from cerana.analysis.catalog import CatalogEntry
-from cerana.analysis.errors import ConfigurationRejected
+from cerana.analysis.catalog import Catalog, CatalogEntry
+from cerana.analysis.errors import AnalyzerNotFound, ConfigurationRejected
 from cerana.analysis.secrets import MASK, SecretBox
 from cerana.analyzers.base import RateLimit
 from cerana.config import Settings
@@ -178,6 +178,47 @@ def load_stored(
         )
     )
     return {name: box.open(configuration) for name, configuration in rows}
+
+
+def configuration_items(catalog: Catalog, name: str) -> list[dict[str, Any]]:
+    """Returns the items an administrator may set for ``name``: an
+    analyzer (by name or id), a base configuration or ``global`` (engine
+    keys only); none is required, as values merge. Raises AnalyzerNotFound.
+    """
+    matching = [
+        e
+        for e in catalog.all()
+        if name in (e.id, e.name, e.base_config) or name == "global"
+    ]
+    if not matching:
+        raise AnalyzerNotFound(f"analyzer or base configuration {name[:128]} not found")
+    if name == "global":
+        return []
+    items: dict[str, dict[str, Any]] = {}
+    for entry in matching:
+        for item in entry.configuration_items:
+            items.setdefault(item["name"], {**item, "required": False})
+    return list(items.values())
+
+
+def update_configuration(
+    conn: Connection,
+    catalog: Catalog,
+    box: SecretBox,
+    organisation: str,
+    login: str,
+    name: str,
+    values: Mapping[str, Any],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Checks and stores an administrator's values for ``name``, as
+    `save_configuration` does; returns (its items, the values in clear).
+
+    Raises AnalyzerNotFound, or ConfigurationRejected before any write.
+    """
+    items = configuration_items(catalog, name)
+    check_configuration(items, values, where=name, partial=True)
+    saved = save_configuration(conn, organisation, login, name, values, box)
+    return items, saved
 
 
 def save_configuration(

@@ -23,7 +23,6 @@ import cerana
 from cerana.analysis import configuration, jobs, search
 from cerana.analysis.catalog import CatalogEntry
 from cerana.analysis.engine import Engine, engine_for
-from cerana.analysis.errors import AnalyzerNotFound
 from cerana.analysis.secrets import masked
 from cerana.api.body import Fields, read_fields
 from cerana.api.deps import guard, platform, read, write
@@ -215,7 +214,7 @@ def _level(raw: Any, name: str) -> int:
 async def get_analyzer_config(request: Request, name: str) -> Response:
     actor = await guard(request, "admin")
     engine = _engine(request)
-    items = _config_items(engine, name)
+    items = configuration.configuration_items(engine.catalog, name)
 
     def run(conn: Connection) -> dict[str, Any]:
         stored = configuration.load_stored(conn, actor.organisation, engine.box)
@@ -235,38 +234,19 @@ async def update_analyzer_config(request: Request, name: str) -> Response:
     config = fields.values.get("config", fields.values.get("configuration"))
     if not isinstance(config, dict):
         raise InvalidInput('send the configuration as {"config": {...}}')
-    items = _config_items(engine, name)
-    configuration.check_configuration(items, config, where=name, partial=True)
-    saved = await write(
+    items, saved = await write(
         request,
-        configuration.save_configuration,
+        configuration.update_configuration,
+        engine.catalog,
+        engine.box,
         actor.organisation,
         actor.login,
         name,
         config,
-        engine.box,
     )
     return json_response(
         {"name": name, "configurationItems": items, "config": masked(saved)}
     )
-
-
-def _config_items(engine: Engine, name: str) -> list[dict[str, Any]]:
-    """Items of an analyzer (by name or id) or of a base configuration."""
-    matching = [
-        e
-        for e in engine.catalog.all()
-        if name in (e.id, e.name, e.base_config) or name == "global"
-    ]
-    if not matching:
-        raise AnalyzerNotFound(f"analyzer or base configuration {name[:128]} not found")
-    items: dict[str, dict[str, Any]] = {}
-    for entry in matching:
-        for item in entry.configuration_items:
-            items.setdefault(item["name"], {**item, "required": False})
-    if name == "global":
-        return []
-    return list(items.values())
 
 
 @router.get("/job")

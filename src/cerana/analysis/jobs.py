@@ -26,7 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from cerana.analysis import cache, ratelimit, runner
 from cerana.analysis.catalog import CatalogEntry
@@ -138,7 +147,7 @@ def submit_job(
         "created_at": now,
         **attachment,
     }
-    conn.execute(tables.analysis_job.insert().values(row))
+    conn.execute(tables.analysis_job.insert(), row)
     return row, False
 
 
@@ -244,23 +253,20 @@ def _admit(platform: Platform, engine: Engine, job_id: str) -> _Admitted | None:
         if delay is not None:
             _hold(conn, job_id, now + int(delay * 1000))
         else:
-            conn.execute(
-                update(tables.analysis_job)
-                .where(tables.analysis_job.c.id == job_id)
-                .values(
-                    status="InProgress",
-                    start_date=now,
-                    worker=WORKER_ID,
-                    attempts=job["attempts"] + 1,
-                    not_before=None,
-                    updated_at=now,
-                )
-            )
+            started = {
+                "status": "InProgress",
+                "start_date": now,
+                "worker": WORKER_ID,
+                "attempts": job["attempts"] + 1,
+                "not_before": None,
+                "updated_at": now,
+            }
+            conn.execute(_UPDATE_JOB, {"job_id": job_id, **started})
     if delay is not None:
         logger.debug("job %s waits %.2f s for a slot of %s", job_id, delay, entry.id)
         queue_job(platform, job_id, delay=delay)
         return None
-    return _Admitted(dict(job), entry, config, limits.timeout_seconds)
+    return _Admitted({**job, **started}, entry, config, limits.timeout_seconds)
 
 
 def _hold(conn: Connection, job_id: str, until: int) -> None:
@@ -351,52 +357,65 @@ def _finish(
     platform: Platform, engine: Engine, admitted: _Admitted, outcome: runner.Outcome
 ) -> None:
     job = admitted.job
-    with platform.db.write() as conn:
-        current = _load(conn, job["id"])
-        if current is None or current["status"] != "InProgress":
-            return  # cancelled or deleted while it ran
-        now = now_ms()
-        if outcome.success:
-            report = {
+    if outcome.success:
+        status = "Success"
+        values: dict[str, Any] = {
+            "report": {
                 "full": outcome.full,
                 "summary": outcome.summary,
                 "operations": outcome.operations,
-            }
-            _end(
-                conn,
-                current,
-                "Success",
-                now,
-                report=report,
-                artifacts=outcome.artifacts,
-            )
-        else:
-            document = redacted(input_document(job, admitted.config))
-            _end(
-                conn,
-                current,
-                "Failure",
-                now,
-                error_message=outcome.error,
-                input=document,
-            )
+            },
+            "artifacts": outcome.artifacts,
+        }
+    else:
+        status = "Failure"
+        document = redacted(input_document(job, admitted.config))
+        values = {"error_message": outcome.error, "input": document}
+    with platform.db.write() as conn:
+        # Only a job still InProgress is ended: one cancelled or deleted
+        # while it ran keeps that state (and its result is dropped).
+        _end(conn, job, status, now_ms(), only_from="InProgress", **values)
 
 
-def _end(conn: Connection, job: Row, status: str, now: int, **values: Any) -> None:
-    conn.execute(
-        update(tables.analysis_job)
-        .where(tables.analysis_job.c.id == job["id"])
-        .values(status=status, end_date=now, updated_at=now, worker=None, **values)
-    )
+def _end(
+    conn: Connection,
+    job: Row,
+    status: str,
+    now: int,
+    *,
+    only_from: str | None = None,
+    **values: Any,
+) -> bool:
+    """Ends ``job`` with ``status`` and tells the listeners; with
+    ``only_from``, only if its status is still that one. Returns whether
+    the row changed."""
+    query = _UPDATE_JOB
+    if only_from is not None:
+        query = query.where(tables.analysis_job.c.status == only_from)
+    changes = {"status": status, "end_date": now, "updated_at": now, "worker": None}
+    changed = conn.execute(query, {"job_id": job["id"], **changes, **values}).rowcount
+    if not changed:
+        return False
     if status in ("Success", "Failure"):
         ended = {**job, "status": status, "end_date": now, **values}
         for listener in _LISTENERS:
             listener(conn, ended)
+    return True
+
+
+# Built once: every job is read and updated several times, and building a
+# statement cost three times its run on SQLite. The SET clause of
+# _UPDATE_JOB comes from the parameters given with it.
+_LOAD_JOB = select(tables.analysis_job).where(
+    tables.analysis_job.c.id == bindparam("job_id")
+)
+_UPDATE_JOB = update(tables.analysis_job).where(
+    tables.analysis_job.c.id == bindparam("job_id")
+)
 
 
 def _load(conn: Connection, job_id: str) -> RowMapping | None:
-    job = tables.analysis_job
-    return conn.execute(select(job).where(job.c.id == job_id)).mappings().first()
+    return conn.execute(_LOAD_JOB, {"job_id": job_id}).mappings().first()
 
 
 def get_job(conn: Connection, organisation: str, job_id: str) -> RowMapping:

@@ -12,8 +12,8 @@ the last slot.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy.dialects import postgresql
 
 from cerana.analysis.configuration import Limits
 from cerana.store import tables
@@ -24,19 +24,30 @@ CONCURRENCY_RETRY_SECONDS = 0.5
 
 def lock_gate(conn: Connection, analyzer_id: str, now: int) -> None:
     """Takes the analyzer's admission lock until the transaction ends."""
+    if conn.dialect.name != "postgresql":
+        return  # BEGIN IMMEDIATE holds SQLite's only write lock already
     gate = tables.analyzer_gate
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     conn.execute(
-        dialect.insert(gate)
+        postgresql.insert(gate)
         .values(analyzer_id=analyzer_id, admitted_at=now)
         .on_conflict_do_nothing()
     )
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            select(gate.c.analyzer_id)
-            .where(gate.c.analyzer_id == analyzer_id)
-            .with_for_update()
-        )
+    conn.execute(
+        select(gate.c.analyzer_id)
+        .where(gate.c.analyzer_id == analyzer_id)
+        .with_for_update()
+    )
+
+
+# Built once: it runs at every admission.
+_RUNNING = (
+    select(func.count())
+    .select_from(tables.analysis_job)
+    .where(
+        tables.analysis_job.c.analyzer_id == bindparam("analyzer_id"),
+        tables.analysis_job.c.status == "InProgress",
+    )
+)
 
 
 def admission_delay(
@@ -45,11 +56,7 @@ def admission_delay(
     """Returns None when a job of ``analyzer_id`` may start now, else the
     seconds to wait before trying again. Call under `lock_gate`."""
     job = tables.analysis_job
-    running = conn.execute(
-        select(func.count())
-        .select_from(job)
-        .where(job.c.analyzer_id == analyzer_id, job.c.status == "InProgress")
-    ).scalar_one()
+    running = conn.execute(_RUNNING, {"analyzer_id": analyzer_id}).scalar_one()
     if running >= limits.concurrency:
         return CONCURRENCY_RETRY_SECONDS
     if limits.rate is None:

@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -225,11 +226,8 @@ def _supervise(
     threading.Thread(
         target=_feed, args=(process.stdin, stdin_document), daemon=True
     ).start()
-    timed_out = False
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
+    timed_out = not _wait_exit(process, timeout)
+    if timed_out:
         _kill_group(process, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=_KILL_GRACE_SECONDS)
@@ -247,6 +245,32 @@ def _supervise(
             "its processes were killed"
         )
     return _read_outcome(job_dir, stdout.text(), stderr.text(), output_limit)
+
+
+def _wait_exit(process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Waits for ``process`` to exit; returns False after ``timeout``.
+
+    ``Popen.wait(timeout)`` polls with sleeps growing to 50 ms, which added
+    about 20 ms to a 40 ms analyzer; a pidfd wakes us when it exits.
+    """
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # not Linux 5.3+
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    try:
+        # poll, not select: a busy server's descriptors go past FD_SETSIZE.
+        waiter = select.poll()
+        waiter.register(pidfd, select.POLLIN)
+        exited = bool(waiter.poll(timeout * 1000))
+    finally:
+        os.close(pidfd)
+    if exited:
+        process.wait()
+    return exited
 
 
 def _feed(pipe: IO[bytes], document: bytes) -> None:

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select, update
+from sqlalchemy import Connection, RowMapping, func, select, update
 
 from cerana.analysis import jobs as engine_jobs
 from cerana.analysis.engine import engine_for
@@ -51,8 +51,24 @@ def list_analyzers(
 ) -> list[dict[str, Any]]:
     """Returns the analyzers of every reachable instance, merged by name
     with the instances offering each in ``cortexIds``."""
+    return _merge_by_name(_analyzers_by_instance(platform, data_type))
+
+
+def survey_analyzers(
+    platform: Platform, *, timeout: float | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Returns the merged analyzers of every instance, as `list_analyzers`,
+    and a message naming each instance that could not be asked."""
+    problems: list[str] = []
+    found = _analyzers_by_instance(platform, None, problems, timeout)
+    return _merge_by_name(found), problems
+
+
+def _merge_by_name(
+    found: list[tuple[str, list[dict[str, Any]]]],
+) -> list[dict[str, Any]]:
     merged: dict[str, dict[str, Any]] = {}
-    for name, analyzers in _analyzers_by_instance(platform, data_type):
+    for name, analyzers in found:
         for analyzer in analyzers:
             entry = merged.setdefault(
                 analyzer["name"],
@@ -70,7 +86,10 @@ def list_analyzers(
 
 
 def _analyzers_by_instance(
-    platform: Platform, data_type: str | None
+    platform: Platform,
+    data_type: str | None,
+    problems: list[str] | None = None,
+    timeout: float | None = None,
 ) -> list[tuple[str, list[dict[str, Any]]]]:
     found: list[tuple[str, list[dict[str, Any]]]] = []
     if platform.settings.cortex_embedded:
@@ -79,9 +98,11 @@ def _analyzers_by_instance(
         found.append((LOCAL, [e.to_json() for e in entries]))
     for remote in _remotes(platform).values():
         try:
-            with CortexClient(remote) as client:
+            with CortexClient(remote, timeout=timeout) as client:
                 found.append((remote.name, client.analyzers(data_type)))
         except CortexUnavailable as exc:
+            if problems is not None:
+                problems.append(exc.message)
             logger.warning(
                 "Cortex instance %s skipped in analyzer list: %s",
                 remote.name,
@@ -405,6 +426,27 @@ JOB_SORT_FIELDS = {
     "analyzerId": "analyzer_id",
     "analyzerName": "analyzer_name",
 }
+
+
+def count_jobs(
+    conn: Connection,
+    organisation: str,
+    *,
+    observable_id: str | None = None,
+    status: str | None = None,
+) -> int:
+    """Counts the platform jobs `find_jobs` pages through."""
+    table = tables.cortex_job
+    statement = (
+        select(func.count())
+        .select_from(table)
+        .where(table.c.organisation == organisation)
+    )
+    if observable_id:
+        statement = statement.where(table.c.observable_id == observable_id)
+    if status:
+        statement = statement.where(table.c.status == status)
+    return int(conn.execute(statement).scalar_one())
 
 
 def find_jobs(
