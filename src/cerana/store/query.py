@@ -1136,7 +1136,12 @@ def order_by_clauses(
         # as Elasticsearch's keywords do, because SQLite and PostgreSQL
         # share no collation name to ask for it.
         direction = ref.value.desc() if descending else ref.value.asc()
-        clauses.append(direction.nulls_last())
+        # NULLS LAST only where a NULL can be: PostgreSQL cannot read an
+        # index backwards for ``DESC NULLS LAST``, and sorted every match
+        # of a common tag instead of walking the start-date index (87 ms
+        # instead of 3 for "Open + phishing" over 100,000 cases).
+        nullable = getattr(ref.value, "nullable", True)
+        clauses.append(direction.nulls_last() if nullable else direction)
     clauses.append(model.table.c.id.desc())
     return clauses
 
