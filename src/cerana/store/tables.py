@@ -364,7 +364,9 @@ alert_artifact = Table(
     Column("attachment_name", String(512)),
     Column("attachment_content_type", String(256)),
     UniqueConstraint("alert_id", "data_type", "data_key", name="uq_alert_artifact"),
-    Index("ix_alert_artifact_value", "data_type", "data_key"),
+    Index(
+        "ix_alert_artifact_value", "data_type", "data_key", "organisation", "alert_id"
+    ),
 )
 
 case_template = Table(
