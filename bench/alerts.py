@@ -440,11 +440,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m bench.alerts",
         description="Benchmark alert ingestion and alert pages on a real server.",
     )
-    parser.add_argument("--backend", choices=("sqlite", "postgresql"), required=True)
-    parser.add_argument("--database-url", help="database to use (default per backend)")
-    parser.add_argument(
-        "--data-dir", type=Path, help="Cerana data folder of the server"
-    )
+    core.add_server_arguments(parser)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--warmup", type=int, help="untimed requests first")
     parser.add_argument("--bulk-requests", type=int, default=10)

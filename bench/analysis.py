@@ -536,11 +536,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m bench.analysis",
         description="Benchmark the embedded analysis engine on a real server.",
     )
-    parser.add_argument("--backend", choices=("sqlite", "postgresql"), required=True)
-    parser.add_argument("--database-url", help="database to use (default per backend)")
-    parser.add_argument(
-        "--data-dir", type=Path, help="Cerana data folder of the server"
-    )
+    core.add_server_arguments(parser)
     parser.add_argument("--workers", type=int, default=2, help="queue workers")
     parser.add_argument("--jobs", type=int, default=10_000, help="no-op jobs a round")
     parser.add_argument("--rounds", type=int, default=2, help="no-op rounds")

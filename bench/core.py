@@ -844,16 +844,22 @@ def print_report(
 # -- command line -------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.core",
-        description="Benchmark a real cerana server on generated data.",
-    )
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the options every benchmark shares: which database, where the
+    server keeps its data."""
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), required=True)
     parser.add_argument("--database-url", help="database to use (default per backend)")
     parser.add_argument(
         "--data-dir", type=Path, help="Cerana data folder of the server"
     )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.core",
+        description="Benchmark a real cerana server on generated data.",
+    )
+    add_server_arguments(parser)
     parser.add_argument(
         "--requests", type=int, default=500, help="timed requests per measurement"
     )

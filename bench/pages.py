@@ -445,11 +445,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m bench.pages",
         description="Time the web UI pages of a real server on bench.core's data.",
     )
-    parser.add_argument("--backend", choices=("sqlite", "postgresql"), required=True)
-    parser.add_argument("--database-url", help="database to use (default per backend)")
-    parser.add_argument(
-        "--data-dir", type=Path, help="Cerana data folder of the server"
-    )
+    core.add_server_arguments(parser)
     parser.add_argument(
         "--requests", type=int, default=200, help="timed requests per page"
     )

@@ -8,11 +8,13 @@ signs in on both. Forms carry the session's CSRF token in a hidden
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, RowMapping
 from starlette.datastructures import FormData
 from starlette.requests import Request
+from starlette.responses import Response
 
 from cerana.api.deps import platform
 from cerana.auth.sessions import (
@@ -22,7 +24,12 @@ from cerana.auth.sessions import (
     Session,
     csrf_matches,
 )
-from cerana.domain.errors import AuthenticationFailed, Forbidden, NotFound
+from cerana.domain.errors import (
+    AuthenticationFailed,
+    CeranaError,
+    Forbidden,
+    NotFound,
+)
 from cerana.services import users
 from cerana.services.context import Actor
 from cerana.web.database import read
@@ -125,6 +132,32 @@ async def checked_form(request: Request, viewer: Viewer) -> FormData:
             "This form has expired or did not come from Cerana: reload the page and try again"
         )
     return form
+
+
+FormAction = Callable[[Viewer, FormData], Awaitable[Response]]
+# Shows the page again: (viewer, the error message, the values sent).
+Redisplay = Callable[[Viewer, str, dict[str, str]], Awaitable[Response]]
+
+
+async def run_write_form(
+    request: Request, action: FormAction, redisplay: Redisplay
+) -> Response:
+    """Runs a form that writes: signed in, CSRF checked, write role.
+
+    Bad input brings the page back through ``redisplay`` with the message
+    and what was typed; authentication, role and not-found errors go to
+    their own pages.
+    """
+    viewer = await signed_in(request)
+    form = await checked_form(request, viewer)
+    viewer.require("write")
+    try:
+        return await action(viewer, form)
+    except CeranaError as exc:
+        if exc.status in (401, 403, 404):
+            raise
+        values = {k: v for k, v in form.items() if isinstance(v, str)}
+        return await redisplay(viewer, exc.message, values)
 
 
 def check_csrf_header(request: Request, viewer: Viewer) -> None:

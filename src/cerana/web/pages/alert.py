@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cerana.api.deps import platform
-from cerana.domain.errors import CeranaError, InvalidInput, NotFound
+from cerana.domain.errors import InvalidInput, NotFound
 from cerana.services import alert_cases
 from cerana.services import alert_similarity as similarity
 from cerana.services import alerts as alert_service
@@ -32,7 +32,7 @@ from cerana.web.pages.alert_list import (
     merge_into_numbered_case,
 )
 from cerana.web.routing import page_router
-from cerana.web.session import Viewer, checked_form, signed_in
+from cerana.web.session import Viewer, run_write_form, signed_in
 from cerana.web.templating import redirect, render
 
 router = page_router()
@@ -113,23 +113,20 @@ async def _alert_form(
 ) -> Response:
     """Runs an action form of the preview; on bad input the preview comes
     back with the message next to that form and status 400."""
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("write")
-    try:
-        return await action(viewer, form)
-    except CeranaError as exc:
-        if exc.status in (401, 403, 404):
-            raise
-        values = {k: v for k, v in form.items() if isinstance(v, str)}
+
+    async def redisplay(
+        viewer: Viewer, message: str, values: dict[str, str]
+    ) -> Response:
         return await alert_page_response(
             request,
             viewer,
             alert_id,
-            errors={form_name: exc.message},
+            errors={form_name: message},
             values=values,
             status=400,
         )
+
+    return await run_write_form(request, action, redisplay)
 
 
 @router.post("/alerts/{alert_id}/triage")

@@ -24,7 +24,7 @@ from cerana.web.database import read, write
 from cerana.web.pages.case import case_page_response
 from cerana.web.pages.case_list import close_body
 from cerana.web.routing import page_router
-from cerana.web.session import Viewer, checked_form, signed_in
+from cerana.web.session import Viewer, checked_form, run_write_form, signed_in
 from cerana.web.templating import redirect, render, safe_next
 
 router = page_router()
@@ -110,24 +110,21 @@ async def case_form(
 ) -> Response:
     """Runs a header form's action; on bad input the case page comes back
     with the message next to that form and status 400."""
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("write")
-    try:
-        return await action(viewer, form)
-    except CeranaError as exc:
-        if exc.status in (401, 403, 404):
-            raise
-        values = {k: v for k, v in form.items() if isinstance(v, str)}
+
+    async def redisplay(
+        viewer: Viewer, message: str, values: dict[str, str]
+    ) -> Response:
         return await case_page_response(
             request,
             viewer,
             case_id,
             tab,
-            errors={form_name: exc.message},
+            errors={form_name: message},
             values=values,
             status=400,
         )
+
+    return await run_write_form(request, action, redisplay)
 
 
 @router.post("/cases/{case_id}/flag")
