@@ -14,6 +14,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cerana.api.deps import platform
 from cerana.domain import attributes as attrs
 from cerana.domain.errors import CeranaError, InvalidInput
 from cerana.services import cases as case_service
@@ -210,7 +211,12 @@ async def bulk_action(request: Request) -> Response:
         listing["errors"] = {"bulk": exc.message}
         return render(request, "cases/list.html", listing, status=400)
     _, failed = await write(
-        request, case_service.bulk_update_cases, viewer.actor, case_ids, body
+        request,
+        case_service.bulk_update_cases,
+        viewer.actor,
+        case_ids,
+        body,
+        require_metrics=platform(request).settings.metrics_required_to_close,
     )
     message = f"{len(case_ids) - len(failed)} case(s) {done_message}."
     if failed:
