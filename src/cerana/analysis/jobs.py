@@ -458,7 +458,7 @@ def recover_jobs(platform: Platform) -> int:
     requeue: list[str] = []
     with platform.db.write() as conn:
         for job in _in_progress(conn):
-            if not _orphaned(engine, job, now):
+            if not _orphaned(conn, engine, job, now):
                 continue
             if job["attempts"] < platform.settings.analyzer_attempts:
                 _requeue(conn, job["id"], now)
@@ -489,7 +489,7 @@ def _in_progress(conn: Connection) -> list[RowMapping]:
     )
 
 
-def _orphaned(engine: Engine, job: Row, now: int) -> bool:
+def _orphaned(conn: Connection, engine: Engine, job: Row, now: int) -> bool:
     host, _, pid = str(job["worker"] or ":").partition(":")
     if job["worker"] == WORKER_ID:
         return False
@@ -497,12 +497,16 @@ def _orphaned(engine: Engine, job: Row, now: int) -> bool:
         return True
     try:
         entry = engine.catalog.get(job["analyzer_id"])
-        timeout = entry.timeout or engine.settings.analyzer_timeout
-    except NotFound:
-        timeout = engine.settings.analyzer_timeout
+        # The timeout the job really runs under: the configured job_timeout
+        # wins over the definition's, as when it was admitted.
+        seconds = engine.limits(
+            entry, engine.configuration(conn, entry)
+        ).timeout_seconds
+    except (NotFound, ConfigurationRejected):
+        seconds = engine.settings.analyzer_timeout * 60
     # Limitation: a job on another host is recovered only after its timeout
     # plus a minute, because only its host can tell whether it still runs (#6).
-    return now - (job["start_date"] or 0) > (timeout * 60 + 60) * 1000
+    return now - (job["start_date"] or 0) > (seconds + 60) * 1000
 
 
 def _alive(pid: int) -> bool:

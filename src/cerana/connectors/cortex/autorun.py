@@ -121,8 +121,16 @@ def run_autorun(
     from cerana.connectors.cortex.jobs import run_analyzers
 
     actor = Actor(login, login, frozenset({"read", "write"}), organisation)
+    # One pair at a time: an observable the analyzer refuses (TLP, PAP,
+    # gone since) must not keep it from the others of the batch.
     for analyzer in analyzers:
-        try:
-            run_analyzers(platform, actor, [analyzer], ids)
-        except CeranaError as exc:
-            logger.warning("auto-run of analyzer %s failed: %s", analyzer, exc.message)
+        for observable_id in ids:
+            try:
+                run_analyzers(platform, actor, [analyzer], [observable_id])
+            except CeranaError as exc:
+                logger.warning(
+                    "auto-run of analyzer %s on observable %s failed: %s",
+                    analyzer,
+                    observable_id,
+                    exc.message,
+                )
