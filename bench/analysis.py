@@ -30,7 +30,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,10 +132,31 @@ def setup_from(args: argparse.Namespace) -> core.Setup:
             f"error: --database-url is a {backend} URL, not {args.backend}"
         )
     environment = {
-        "CERANA_WORKERS": str(args.workers),
+        # With --worker-process the server queues jobs and a `cerana worker`
+        # runs them; otherwise the server's own threads do.
+        "CERANA_WORKERS": "0" if args.worker_process else str(args.workers),
         "CERANA_ANALYZER_PATHS": str(data_dir / "analyzers"),
     }
     return core.Setup(args.backend, url, data_dir, environment=environment)
+
+
+@contextmanager
+def worker_process(setup: core.Setup, threads: int) -> Iterator[None]:
+    """Runs `cerana worker` with ``threads`` threads beside the server."""
+    command = [sys.executable, "-m", "cerana.cli", "worker", "--threads", str(threads)]
+    log_path = setup.data_dir / "worker.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            env=core.server_environment(setup),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            print(f"worker {process.pid} running {threads} threads", flush=True)
+            yield
+        finally:
+            core.stop_server(process)
 
 
 def reset(setup: core.Setup) -> None:
@@ -472,6 +494,7 @@ def write_results(
         ),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "workers": args.workers,
+        "worker_process": args.worker_process,
         "throughput": [
             {
                 **asdict(r),
@@ -510,10 +533,14 @@ def print_report(
     rounds: Sequence[Throughput],
     overhead: Overhead | None,
     path: Path,
+    args: argparse.Namespace,
 ) -> None:
     workers = setup.environment["CERANA_WORKERS"]
+    where = "in the server process"
+    if workers == "0":
+        workers, where = str(args.workers), "in a separate `cerana worker` process"
     print(f"\n## Cerana analysis engine benchmark ({setup.backend})\n")
-    print(f"Queue workers: {workers}; CPUs: {os.cpu_count()}\n")
+    print(f"Queue workers: {workers} ({where}); CPUs: {os.cpu_count()}\n")
     print(markdown_table(rounds, overhead))
     print()
     for number, r in enumerate(rounds, 1):
@@ -538,6 +565,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     core.add_server_arguments(parser)
     parser.add_argument("--workers", type=int, default=2, help="queue workers")
+    parser.add_argument(
+        "--worker-process",
+        action="store_true",
+        help="run the queue workers in a `cerana worker` process of their own",
+    )
     parser.add_argument("--jobs", type=int, default=10_000, help="no-op jobs a round")
     parser.add_argument("--rounds", type=int, default=2, help="no-op rounds")
     parser.add_argument(
@@ -584,13 +616,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_analyzer(setup.data_dir / "analyzers")
     key = core.issue_admin_key(setup)
     try:
-        with core.running_server(setup) as base_url:
+        with core.running_server(setup) as base_url, ExitStack() as stack:
+            if args.worker_process:
+                stack.enter_context(worker_process(setup, args.workers))
             rounds, overhead = run_benchmark(setup, base_url, key, args)
     except (RuntimeError, httpx.HTTPError) as exc:
         print(f"error: {exc}; see {setup.data_dir / 'server.log'}", file=sys.stderr)
         return 1
     path = write_results(setup, rounds, overhead, args)
-    print_report(setup, rounds, overhead, path)
+    print_report(setup, rounds, overhead, path, args)
     return 0
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     RowMapping,
     Select,
     and_,
+    bindparam,
     case,
     func,
     or_,
@@ -269,21 +270,49 @@ def _known_in_alerts(
     artifact = tables.alert_artifact
     found: dict[str, int] = {}
     for probe in probes:
-        holders = (
-            select(artifact.c.alert_id)
-            .distinct()
-            .where(
-                _pairs_condition(artifact, probe.alert_pairs()),
-                artifact.c.organisation == organisation,
-                artifact.c.alert_id != alert_id,
-            )
-            .limit(MAX_ALERTS_COUNTED + 1)
-            .subquery()
-        )
+        pairs = probe.alert_pairs()
+        if len(pairs) == 1:
+            ((data_type, key),) = pairs
+            statement = _ONE_VALUE_HOLDERS
+            values = {"data_type": data_type, "data_key": key}
+        else:
+            statement = _count_holders(_pairs_condition(artifact, pairs))
+            values = {}
         found[probe.artifact_id] = int(
-            conn.execute(select(func.count()).select_from(holders)).scalar_one()
+            conn.execute(
+                statement,
+                {**values, "organisation": organisation, "alert_id": alert_id},
+            ).scalar_one()
         )
     return found
+
+
+def _count_holders(condition: ColumnElement[bool]) -> Select[Any]:
+    """Counts the other alerts (bound: organisation, alert_id) holding an
+    artifact matching ``condition``, up to one more than the cap."""
+    artifact = tables.alert_artifact
+    holders = (
+        select(artifact.c.alert_id)
+        .distinct()
+        .where(
+            condition,
+            artifact.c.organisation == bindparam("organisation"),
+            artifact.c.alert_id != bindparam("alert_id"),
+        )
+        .limit(MAX_ALERTS_COUNTED + 1)
+        .subquery()
+    )
+    return select(func.count()).select_from(holders)
+
+
+# Built once: the common case, one (datatype, key) per artifact, runs ten
+# times per alert preview, and building it cost more than running it.
+_ONE_VALUE_HOLDERS = _count_holders(
+    and_(
+        tables.alert_artifact.c.data_type == bindparam("data_type"),
+        tables.alert_artifact.c.data_key == bindparam("data_key"),
+    )
+)
 
 
 def _matching_observables(probes: Sequence[Probe]) -> Select[Any] | None:
