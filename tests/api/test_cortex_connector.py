@@ -247,3 +247,33 @@ def test_auto_run_rules_analyse_every_new_observable_of_their_datatype(
     assert rule.status_code == 201
     assert set(reports) == {"NoOp_1_0"}
     assert client.get(f"/api/case/artifact/{ip['id']}").json()["reports"] == {}
+
+
+def test_auto_run_goes_on_past_an_observable_the_analyzer_refuses(
+    cortex: LiveServer,
+) -> None:
+    from cerana.connectors.cortex.autorun import run_autorun
+
+    client = cortex.client()
+    client.patch(
+        "/cortex/api/analyzerconfig/Echo",
+        json={"config": {"check_tlp": True, "max_tlp": 1}},
+    )
+    red = _observable(client, "ip", "7.7.7.7")
+    client.patch(f"/api/case/artifact/{red['id']}", json={"tlp": 3})
+    green = client.post(
+        f"/api/case/{red['_parent']}/artifact",
+        json={"dataType": "ip", "data": "8.8.8.9", "message": "m", "tlp": 1},
+    ).json()
+    organisation = cortex.platform.settings.organisation
+
+    run_autorun(
+        cortex.platform, "admin", organisation, ["Echo_1_0"], [red["id"], green["id"]]
+    )
+
+    reports = wait_for(
+        lambda: client.get(f"/api/case/artifact/{green['id']}").json()["reports"],
+        what="the report of the observable the analyzer accepts",
+    )
+    assert set(reports) == {"Echo_1_0"}
+    assert client.get(f"/api/case/artifact/{red['id']}").json()["reports"] == {}
