@@ -67,10 +67,12 @@ def create_app(settings: Settings, *, prepared: Platform | None = None) -> FastA
         openapi_url="/api/openapi.json",
         redoc_url=None,
     )
-    for module in (
+    if settings.cortex_embedded:
         # First: analyzers are run in bursts, and a request is matched
         # against each route in order (its /cortex/api prefix is its own).
-        cortex_api,
+        # Without the embedded engine there is no Cortex API to offer.
+        app.include_router(cortex_api.router)
+    for module in (
         users,
         templates,  # before the /api/case/{case_id}/... routes
         tasks,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -406,3 +407,19 @@ def test_job_search_filters_and_pages(cortex: LiveServer) -> None:
     assert len(page.json()) == 2 and page.headers["X-Total"] == "3"
     assert [j["data"] for j in listed.json()] == ["b"]
     assert bad.status_code == 400
+
+
+def test_without_the_embedded_engine_no_cortex_api_is_served(tmp_path: Path) -> None:
+    from cerana.app import create_app
+    from tests.api.conftest import settings_for
+
+    def cortex_paths(embedded: bool) -> list[str]:
+        settings = dataclasses.replace(
+            settings_for(f"sqlite:///{tmp_path / 'c.db'}", tmp_path),
+            cortex_embedded=embedded,
+        )
+        paths = create_app(settings).openapi()["paths"]
+        return [path for path in paths if path.startswith("/cortex/api")]
+
+    assert cortex_paths(False) == []
+    assert "/cortex/api/analyzer/{analyzer_id}/run" in cortex_paths(True)
