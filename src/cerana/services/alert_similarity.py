@@ -37,9 +37,10 @@ from cerana.store.rows import Row
 
 Pair = tuple[str, str]  # (data_type, data_key)
 
-# Limitation: "seen in N alerts" stops counting at this many, because the
-# alert artifact index holds no alert id, so each one counted costs a row
-# read (#4); the answer says when it stopped (``alertsCapped``).
+# Limitation: "seen in N alerts" stops counting at this many, because each
+# alert counted costs an index entry read and a busy feed's value sits in a
+# large share of all alerts (#4); the answer says when it stopped
+# (``alertsCapped``).
 MAX_ALERTS_COUNTED = 1000
 
 

@@ -112,9 +112,10 @@ def ingest_alerts(
     fails they are inserted again one savepoint each, so one bad item never
     undoes the others. Repeats are counted or refused as in `create_alert`.
     """
-    # Limitation: about 700 to 1,000 alerts/s with 10 artifacts each on two
-    # cores, below the 5,000/s target, because every value is checked and
-    # normalised in Python and the request runs on one core (#4).
+    # Limitation: 450 to 1,050 alerts/s with 10 artifacts each on two cores
+    # (docs/performance.md), below the 5,000/s target, because every value
+    # is checked and normalised in Python, SQLAlchemy builds each row's
+    # parameters, and the request runs on one core (#4).
     if len(bodies) > MAX_BULK_ITEMS:
         raise InvalidInput(f"at most {MAX_BULK_ITEMS} alerts can be sent at once")
     datatypes = lists.datatypes(conn, actor.organisation)
