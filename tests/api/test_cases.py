@@ -239,3 +239,45 @@ def test_links_list_cases_sharing_observables(admin: httpx.Client) -> None:
     assert [link["id"] for link in links] == [second["id"]]
     assert links[0]["linksCount"] == 1
     assert links[0]["linkedWith"][0]["data"] == "evil.example"
+
+
+def test_list_totals_from_case_counters_match_the_cases(
+    server: LiveServer, admin: httpx.Client
+) -> None:
+    cases = [_case(admin, title=f"counted {n}") for n in range(6)]
+    admin.patch(
+        f"/api/case/{cases[0]['id']}",
+        json={
+            "status": "Resolved",
+            "resolutionStatus": "TruePositive",
+            "impactStatus": "NoImpact",
+            "summary": "done",
+        },
+    )
+    admin.delete(f"/api/case/{cases[1]['id']}")
+    assert admin.delete(f"/api/case/{cases[2]['id']}/force").status_code in (200, 204)
+    queries: list[tuple[object, set[str]]] = [
+        (None, {"Open", "Resolved", "Deleted"}),
+        ({"status": "Open"}, {"Open"}),
+        ({"_field": "status", "_value": "Resolved"}, {"Resolved"}),
+        (
+            {"_in": {"_field": "status", "_values": ["Open", "Deleted"]}},
+            {"Open", "Deleted"},
+        ),
+        (
+            {"_or": [{"status": "Resolved"}, {"status": "Deleted"}]},
+            {"Resolved", "Deleted"},
+        ),
+        ({"_and": [{"status": "Open"}, {"title": "counted"}]}, {"Open"}),
+    ]
+
+    statuses = [
+        c["status"]
+        for c in admin.post("/api/case/_search", json={"range": "all"}).json()
+    ]
+    for query, selected in queries:
+        body = {} if query is None else {"query": query}
+        response = admin.post("/api/case/_search", json=body)
+        wanted = sum(1 for status in statuses if status in selected)
+        assert int(response.headers["X-Total"]) == wanted, query
+    assert sorted(statuses) == ["Deleted", "Open", "Open", "Open", "Resolved"]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
+from sqlalchemy import Connection, RowMapping, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cerana.domain import alerts as rules
@@ -536,58 +536,6 @@ def _fold_artifact(
 
 
 # -- reading -------------------------------------------------------------------
-
-
-def counted_total(conn: Connection, organisation: str, query: object) -> int | None:
-    """Returns how many alerts match ``query`` from the per-status counters
-    (kept by database triggers), or None when the query filters on more
-    than the status and the alerts must be counted.
-
-    Understood: no query, ``{}``, a status equality in any of TheHive's
-    forms, ``_in`` on the status, and an ``_and`` or ``_or`` of those.
-    """
-    statuses = _statuses_of(query)
-    if statuses is None:
-        return None
-    table = tables.alert_count
-    statement = select(func.coalesce(func.sum(table.c.total), 0)).where(
-        table.c.organisation == organisation
-    )
-    if statuses is not ALL_STATUSES:
-        statement = statement.where(table.c.status.in_(sorted(statuses)))
-    return int(conn.execute(statement).scalar_one())
-
-
-ALL_STATUSES: frozenset[str] = frozenset({"New", "Updated", "Ignored", "Imported"})
-
-
-def _statuses_of(node: object) -> frozenset[str] | None:
-    """The statuses a query on the status alone selects, or None."""
-    if node is None or node == {}:
-        return ALL_STATUSES
-    if not isinstance(node, dict) or len(node) not in (1, 2):
-        return None
-    if set(node) == {"_field", "_value"}:
-        node = {str(node["_field"]): node["_value"]}
-    if len(node) != 1:
-        return None
-    ((key, value),) = node.items()
-    if key == "status" and isinstance(value, str):
-        return frozenset({value}) & ALL_STATUSES
-    if key == "_in" and isinstance(value, dict) and value.get("_field") == "status":
-        values = value.get("_values")
-        if isinstance(values, list) and all(isinstance(v, str) for v in values):
-            return frozenset(values) & ALL_STATUSES
-        return None
-    if key in ("_and", "_or") and isinstance(value, list) and value:
-        parts = [_statuses_of(part) for part in value]
-        if any(part is None for part in parts):
-            return None
-        sets = [part for part in parts if part is not None]
-        if key == "_and":
-            return frozenset.intersection(*sets)
-        return frozenset.union(*sets)
-    return None
 
 
 def get_alert(conn: Connection, organisation: str, alert_id: str) -> RowMapping:

@@ -24,6 +24,10 @@ class Model:
     parent: str | None = None  # model name of the parent
     parent_column: str | None = None  # column of `table` pointing at it
     has_organisation: bool = True
+    # Per-(organisation, status) counts kept by triggers, and the statuses:
+    # searches on the status alone read their totals there.
+    status_counter: Table | None = None
+    statuses: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -36,6 +40,8 @@ CASE = Model(
     tag_table=tables.case_tag,
     tag_column="case_id",
     custom_field_table=tables.case_custom_field,
+    status_counter=tables.case_count,
+    statuses=attrs.CASE_STATUSES,
 )
 TASK = Model(attrs.TASK, tables.task, parent="case", parent_column="case_id")
 LOG = Model(attrs.LOG, tables.task_log, parent="case_task", parent_column="task_id")
@@ -49,7 +55,12 @@ OBSERVABLE = Model(
 )
 USER = Model(attrs.USER, tables.user)
 ALERT = Model(
-    attrs.ALERT, tables.alert, tag_table=tables.alert_tag, tag_column="alert_id"
+    attrs.ALERT,
+    tables.alert,
+    tag_table=tables.alert_tag,
+    tag_column="alert_id",
+    status_counter=tables.alert_count,
+    statuses=attrs.ALERT_STATUSES,
 )
 CASE_TEMPLATE = Model(attrs.CASE_TEMPLATE, tables.case_template)
 

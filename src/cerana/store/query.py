@@ -1146,6 +1146,58 @@ def order_by_clauses(
     return clauses
 
 
+def counted_total(
+    conn: Connection, model: Model, organisation: str, query: object
+) -> int | None:
+    """Returns how many rows of ``model`` match ``query`` from its
+    per-status counters (kept by database triggers), or None when the model
+    has none or the query filters on more than the status.
+
+    Understood: no query, ``{}``, a status equality in any of TheHive's
+    forms, ``_in`` on the status, and an ``_and`` or ``_or`` of those.
+    """
+    table = model.status_counter
+    if table is None:
+        return None
+    statuses = _statuses_of(query, frozenset(model.statuses))
+    if statuses is None:
+        return None
+    statement = select(func.coalesce(func.sum(table.c.total), 0)).where(
+        table.c.organisation == organisation,
+        table.c.status.in_(sorted(statuses)),
+    )
+    return int(conn.execute(statement).scalar_one())
+
+
+def _statuses_of(node: object, every: frozenset[str]) -> frozenset[str] | None:
+    """The statuses a query on the status alone selects, or None."""
+    if node is None or node == {}:
+        return every
+    if not isinstance(node, Mapping) or len(node) not in (1, 2):
+        return None
+    if set(node) == {"_field", "_value"}:
+        node = {str(node["_field"]): node["_value"]}
+    if len(node) != 1:
+        return None
+    ((key, value),) = node.items()
+    if key == "status" and isinstance(value, str):
+        return frozenset({value}) & every
+    if key == "_in" and isinstance(value, Mapping) and value.get("_field") == "status":
+        values = value.get("_values")
+        if isinstance(values, list) and all(isinstance(v, str) for v in values):
+            return frozenset(values) & every
+        return None
+    if key in ("_and", "_or") and isinstance(value, list) and value:
+        parts = [_statuses_of(part, every) for part in value]
+        if any(part is None for part in parts):
+            return None
+        sets = [part for part in parts if part is not None]
+        if key == "_and":
+            return frozenset.intersection(*sets)
+        return frozenset.union(*sets)
+    return None
+
+
 def search(
     conn: Connection,
     model: Model,
@@ -1168,6 +1220,8 @@ def search(
     or sort field.
     """
     condition = row_filter(model, organisation=organisation, query=query, scope=scope)
+    if known_total is None and scope is None:
+        known_total = counted_total(conn, model, organisation, query)
     if known_total is None:
         counting = select(func.count()).select_from(model.table).where(condition)
         total = int(conn.execute(counting).scalar_one())

@@ -325,15 +325,21 @@ alert = Table(
     Index("ix_alert_case", "case_id"),
 )
 
-# How many alerts each organisation has in each status, kept by database
-# triggers (migration 0004) so that the alert list need not count them.
-alert_count = Table(
-    "alert_count",
-    metadata,
-    Column("organisation", String(64), primary_key=True),
-    Column("status", String(16), primary_key=True),
-    Column("total", BigInteger, nullable=False),
-)
+
+def _status_counter(name: str) -> Table:
+    """How many rows each organisation has in each status, kept by database
+    triggers (migrations 0004 and 0006) so that lists need not count them."""
+    return Table(
+        name,
+        metadata,
+        Column("organisation", String(64), primary_key=True),
+        Column("status", String(16), primary_key=True),
+        Column("total", BigInteger, nullable=False),
+    )
+
+
+alert_count = _status_counter("alert_count")
+case_count = _status_counter("case_count")
 
 alert_tag = Table(
     "alert_tag",
