@@ -45,7 +45,7 @@ from bench import core
 from cerana.analysis.jobs import input_document
 from cerana.domain.dates import now_ms
 from cerana.store import tables
-from cerana.store.db import Database, normalise_url
+from cerana.store.db import Database
 
 NOOP_ID = "NoOp_1_0"
 EXTERNAL_ID = "BenchEcho_1_0"
@@ -119,25 +119,20 @@ def write_analyzer(root: Path) -> Path:
 
 
 def setup_from(args: argparse.Namespace) -> core.Setup:
-    data_dir = (args.data_dir or DEFAULT_DATA_DIRS[args.backend]).resolve()
-    if args.database_url:
-        url = normalise_url(args.database_url)
-    elif args.backend == "sqlite":
-        url = f"sqlite:///{data_dir / 'cerana.db'}"
-    else:
-        url = DEFAULT_POSTGRESQL_URL
-    backend = make_url(url).get_backend_name()
-    if backend != args.backend:
-        raise SystemExit(
-            f"error: --database-url is a {backend} URL, not {args.backend}"
-        )
-    environment = {
-        # With --worker-process the server queues jobs and a `cerana worker`
-        # runs them; otherwise the server's own threads do.
-        "CERANA_WORKERS": "0" if args.worker_process else str(args.workers),
-        "CERANA_ANALYZER_PATHS": str(data_dir / "analyzers"),
-    }
-    return core.Setup(args.backend, url, data_dir, environment=environment)
+    def environment(data_dir: Path) -> dict[str, str]:
+        return {
+            # With --worker-process the server queues jobs and a `cerana
+            # worker` runs them; otherwise the server's own threads do.
+            "CERANA_WORKERS": "0" if args.worker_process else str(args.workers),
+            "CERANA_ANALYZER_PATHS": str(data_dir / "analyzers"),
+        }
+
+    return core.setup_from(
+        args,
+        postgresql_url=DEFAULT_POSTGRESQL_URL,
+        data_dirs=DEFAULT_DATA_DIRS,
+        environment=environment,
+    )
 
 
 @contextmanager

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -877,20 +877,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_from(args: argparse.Namespace) -> Setup:
-    data_dir = (args.data_dir or DEFAULT_DATA_DIRS[args.backend]).resolve()
+def setup_from(
+    args: argparse.Namespace,
+    *,
+    postgresql_url: str = DEFAULT_POSTGRESQL_URL,
+    data_dirs: Mapping[str, Path] = DEFAULT_DATA_DIRS,
+    environment: Callable[[Path], dict[str, str]] | None = None,
+) -> Setup:
+    """The setup `add_server_arguments` asked for; a benchmark with data of
+    its own passes its own defaults, and server settings derived from the
+    data folder as ``environment``."""
+    data_dir = (args.data_dir or data_dirs[args.backend]).resolve()
     if args.database_url:
         url = normalise_url(args.database_url)
     elif args.backend == "sqlite":
         url = f"sqlite:///{data_dir / 'cerana.db'}"
     else:
-        url = DEFAULT_POSTGRESQL_URL
+        url = postgresql_url
     backend = make_url(url).get_backend_name()
     if backend != args.backend:
         raise SystemExit(
             f"error: --database-url is a {backend} URL, not {args.backend}"
         )
-    return Setup(args.backend, url, data_dir)
+    extra = environment(data_dir) if environment else {}
+    return Setup(args.backend, url, data_dir, environment=extra)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

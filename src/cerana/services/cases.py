@@ -107,6 +107,22 @@ def get_case(conn: Connection, organisation: str, case_id: str) -> RowMapping:
     return records.fetch(conn, models.CASE, case_id, organisation)
 
 
+def find_case_by_number(
+    conn: Connection, organisation: str, number: int
+) -> RowMapping | None:
+    """Returns the case numbered ``number`` (any status), or None."""
+    table = tables.case
+    return (
+        conn.execute(
+            select(table).where(
+                table.c.organisation == organisation, table.c.number == number
+            )
+        )
+        .mappings()
+        .first()
+    )
+
+
 def update_case(
     conn: Connection,
     actor: Actor,

@@ -1207,7 +1207,6 @@ def search(
     range_: tuple[int, int | None],
     sort: list[tuple[str, bool]],
     scope: ColumnElement[bool] | None = None,
-    known_total: int | None = None,
 ) -> tuple[list[RowMapping], int]:
     """Returns one page of ``model`` rows matching ``query``, and the total.
 
@@ -1215,18 +1214,17 @@ def search(
     caller's extra condition, such as "in this case"). ``range_`` is
     ``(offset, limit)`` from `parse_range`; ``sort`` comes from `parse_sort`.
     The rows carry every column of ``model.table``; the total counts all
-    matching rows, ignoring the range, unless the caller knows it already
-    (``known_total``, from counters). Raises InvalidQuery for a bad query
-    or sort field.
+    matching rows, ignoring the range: from the model's status counters
+    when the query is on the status alone (`counted_total`), else a count.
+    Raises InvalidQuery for a bad query or sort field.
     """
     condition = row_filter(model, organisation=organisation, query=query, scope=scope)
-    if known_total is None and scope is None:
-        known_total = counted_total(conn, model, organisation, query)
-    if known_total is None:
+    total = (
+        None if scope is not None else counted_total(conn, model, organisation, query)
+    )
+    if total is None:
         counting = select(func.count()).select_from(model.table).where(condition)
         total = int(conn.execute(counting).scalar_one())
-    else:
-        total = known_total
     # When many rows match, walking the sort index and probing the side
     # tables per row finds a page at once; when few match, starting from
     # the side tables' index is faster. The count just told us which.

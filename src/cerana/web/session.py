@@ -134,6 +134,21 @@ async def checked_form(request: Request, viewer: Viewer) -> FormData:
     return form
 
 
+async def signed_in_as(request: Request, role: str) -> Viewer:
+    """The signed-in viewer, who must hold ``role``; raises Forbidden."""
+    viewer = await signed_in(request)
+    viewer.require(role)
+    return viewer
+
+
+async def posted_form_as(request: Request, role: str) -> tuple[Viewer, FormData]:
+    """The viewer and their posted form, CSRF checked, ``role`` required."""
+    viewer = await signed_in(request)
+    form = await checked_form(request, viewer)
+    viewer.require(role)
+    return viewer, form
+
+
 FormAction = Callable[[Viewer, FormData], Awaitable[Response]]
 # Shows the page again: (viewer, the error message, the values sent).
 Redisplay = Callable[[Viewer, str, dict[str, str]], Awaitable[Response]]
@@ -148,9 +163,7 @@ async def run_write_form(
     and what was typed; authentication, role and not-found errors go to
     their own pages.
     """
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("write")
+    viewer, form = await posted_form_as(request, "write")
     try:
         return await action(viewer, form)
     except CeranaError as exc:

@@ -18,7 +18,13 @@ from cerana.store import models, query
 from cerana.web import forms
 from cerana.web.database import read, write
 from cerana.web.routing import page_router
-from cerana.web.session import Viewer, checked_form, signed_in
+from cerana.web.session import (
+    Viewer,
+    checked_form,
+    posted_form_as,
+    signed_in,
+    signed_in_as,
+)
 from cerana.web.templating import redirect, render
 
 router = page_router()
@@ -26,18 +32,12 @@ router = page_router()
 MAX_USERS = 1000
 
 
-async def _admin(request: Request) -> Viewer:
-    viewer = await signed_in(request)
-    viewer.require("admin")
-    return viewer
-
-
 # -- users -------------------------------------------------------------------
 
 
 @router.get("/admin/users")
 async def user_list(request: Request) -> Response:
-    viewer = await _admin(request)
+    viewer = await signed_in_as(request, "admin")
     return await _users_page(request, viewer)
 
 
@@ -75,9 +75,7 @@ def _all_users(conn: Connection, actor: Actor) -> list[Any]:
 
 @router.post("/admin/users")
 async def create_user(request: Request) -> Response:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("admin")
+    viewer, form = await posted_form_as(request, "admin")
     body: dict[str, Any] = {
         "login": forms.text(form, "login"),
         "name": forms.text(form, "name"),
@@ -104,9 +102,7 @@ async def create_user(request: Request) -> Response:
 
 @router.post("/admin/users/{login}")
 async def change_user(request: Request, login: str) -> Response:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("admin")
+    viewer, form = await posted_form_as(request, "admin")
     action = forms.text(form, "action")
     try:
         if action == "key":
@@ -151,7 +147,7 @@ async def _change(
 
 @router.get("/admin/datatypes")
 async def datatype_list(request: Request) -> Response:
-    viewer = await _admin(request)
+    viewer = await signed_in_as(request, "admin")
     return await _datatypes_page(request, viewer)
 
 
@@ -180,9 +176,7 @@ async def _datatypes_page(
 
 @router.post("/admin/datatypes")
 async def add_datatype(request: Request) -> Response:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("admin")
+    viewer, form = await posted_form_as(request, "admin")
     name = forms.text(form, "name")
     try:
         await write(request, lists.add_item, viewer.actor, lists.DATATYPE_LIST, name)

@@ -28,7 +28,13 @@ from cerana.services.context import Actor
 from cerana.web import choices, forms
 from cerana.web.database import read, write
 from cerana.web.routing import page_router
-from cerana.web.session import Viewer, checked_form, signed_in
+from cerana.web.session import (
+    Viewer,
+    checked_form,
+    posted_form_as,
+    signed_in,
+    signed_in_as,
+)
 from cerana.web.templating import redirect, render
 
 router = page_router()
@@ -45,15 +51,9 @@ LIMIT_ITEMS = (
 )
 
 
-async def _admin(request: Request) -> Viewer:
-    viewer = await signed_in(request)
-    viewer.require("admin")
-    return viewer
-
-
 @router.get("/admin/analyzers")
 async def analyzer_list(request: Request) -> Response:
-    viewer = await _admin(request)
+    viewer = await signed_in_as(request, "admin")
     return await _analyzers_page(request, viewer)
 
 
@@ -118,9 +118,7 @@ def _editable(declared: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 @router.post("/admin/analyzers/{name}")
 async def save_analyzer(request: Request, name: str) -> Response:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("admin")
+    viewer, form = await posted_form_as(request, "admin")
     engine = engine_for(platform(request))
     try:
         await write(request, _save, viewer.actor, engine, name, form)
@@ -183,9 +181,7 @@ def _typed(raw: str, kind: str, multi: bool) -> Any:
 
 @router.post("/admin/analyzers/autorun/add")
 async def add_rule(request: Request) -> Response:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("admin")
+    viewer, form = await posted_form_as(request, "admin")
     body = {
         "dataType": forms.text(form, "data_type"),
         "analyzers": forms.ids(form, "analyzer"),

@@ -18,6 +18,7 @@ from cerana.domain import attributes as attrs
 from cerana.domain.errors import CeranaError, InvalidInput
 from cerana.services import alert_cases
 from cerana.services import alerts as alert_service
+from cerana.services import cases as case_service
 from cerana.services import templates as template_service
 from cerana.services.alerts import AlertRecord
 from cerana.services.context import Actor
@@ -25,7 +26,7 @@ from cerana.store import models, query, records
 from cerana.web import forms
 from cerana.web.database import read, write
 from cerana.web.routing import page_router
-from cerana.web.session import checked_form, signed_in
+from cerana.web.session import posted_form_as, signed_in
 from cerana.web.templating import redirect, render, safe_next
 
 router = page_router()
@@ -162,9 +163,7 @@ def live_templates(conn: Connection, organisation: str) -> list[RowMapping]:
 
 @router.post("/alerts/bulk")
 async def bulk_action(request: Request) -> Response:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("write")
+    viewer, form = await posted_form_as(request, "write")
     back = safe_next(forms.text(form, "next"), "/alerts")
     alert_ids = forms.ids(form, "alert")
     try:
@@ -236,14 +235,7 @@ def merge_into_numbered_case(
 ) -> RowMapping | dict[str, Any]:
     """Merges alerts into the case numbered ``number``; returns the case.
     Raises InvalidInput when there is no such case, or it was deleted."""
-    rows, _ = query.search(
-        conn,
-        models.CASE,
-        organisation=actor.organisation,
-        query={"caseId": number},
-        range_=(0, 1),
-        sort=[],
-    )
-    if not rows or rows[0]["status"] == "Deleted":
+    case = case_service.find_case_by_number(conn, actor.organisation, number)
+    if case is None or case["status"] == "Deleted":
         raise InvalidInput(f"Case number: there is no case #{number}")
-    return alert_cases.merge_alerts_into_case(conn, actor, rows[0]["id"], alert_ids)
+    return alert_cases.merge_alerts_into_case(conn, actor, case["id"], alert_ids)

@@ -23,7 +23,7 @@ from cerana.platform import Platform
 from cerana.services.context import Actor
 from cerana.web import forms
 from cerana.web.routing import page_router
-from cerana.web.session import checked_form, signed_in
+from cerana.web.session import posted_form_as
 from cerana.web.templating import redirect, safe_next
 
 logger = logging.getLogger(__name__)
@@ -72,9 +72,7 @@ async def analyzer_choices(
 
 @router.post("/observables/{observable_id}/analyze")
 async def run_on_observable(request: Request, observable_id: str) -> Response:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("write")
+    viewer, form = await posted_form_as(request, "write")
     back = safe_next(forms.text(form, "next"), f"/observables/{observable_id}")
     analyzer_id = forms.text(form, "run")
     if not analyzer_id:
@@ -87,9 +85,7 @@ async def run_on_observable(request: Request, observable_id: str) -> Response:
 
 @router.post("/cases/{case_id}/observables/analyze")
 async def run_on_many(request: Request, case_id: str) -> Response:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("write")
+    viewer, form = await posted_form_as(request, "write")
     back = safe_next(forms.text(form, "next"), f"/cases/{case_id}?tab=observables")
     observable_ids = forms.ids(form, "observable")
     analyzer_ids = list(dict.fromkeys(forms.ids(form, "analyzer")))

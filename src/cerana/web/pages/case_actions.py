@@ -18,13 +18,17 @@ from cerana.services import cases as case_service
 from cerana.services import merge as merge_service
 from cerana.services import templates as template_service
 from cerana.services.context import Actor
-from cerana.store import models, query
 from cerana.web import forms
 from cerana.web.database import read, write
 from cerana.web.pages.case import case_page_response
 from cerana.web.pages.case_list import close_body
 from cerana.web.routing import page_router
-from cerana.web.session import Viewer, checked_form, run_write_form, signed_in
+from cerana.web.session import (
+    Viewer,
+    posted_form_as,
+    run_write_form,
+    signed_in_as,
+)
 from cerana.web.templating import redirect, render, safe_next
 
 router = page_router()
@@ -34,8 +38,7 @@ CaseAction = Callable[[Viewer, FormData], Awaitable[Response]]
 
 @router.get("/cases/new")
 async def new_case_form(request: Request) -> Response:
-    viewer = await signed_in(request)
-    viewer.require("write")
+    viewer = await signed_in_as(request, "write")
     names = await read(request, _template_names, viewer.actor.organisation)
     # With templates to choose from, severity and TLP default to the
     # template's; a form value would always win over it (#5).
@@ -46,9 +49,7 @@ async def new_case_form(request: Request) -> Response:
 
 @router.post("/cases/new")
 async def open_case(request: Request) -> Response:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("write")
+    viewer, form = await posted_form_as(request, "write")
     try:
         row = await write(
             request, case_service.create_case, viewer.actor, _new_case_body(form)
@@ -227,18 +228,11 @@ async def merge(request: Request, case_id: str) -> Response:
 def _merge_with_number(
     conn: Connection, actor: Actor, case_id: str, number: int
 ) -> dict[str, Any]:
-    rows, _ = query.search(
-        conn,
-        models.CASE,
-        organisation=actor.organisation,
-        query={"caseId": number},
-        range_=(0, 1),
-        sort=[],
-    )
-    if not rows:
+    other = case_service.find_case_by_number(conn, actor.organisation, number)
+    if other is None:
         raise InvalidInput(f"Case number: there is no case #{number}")
     try:
-        return merge_service.merge_cases(conn, actor, case_id, rows[0]["id"])
+        return merge_service.merge_cases(conn, actor, case_id, other["id"])
     except NotFound as exc:
         raise InvalidInput(
             f"Case number: #{number} cannot be merged ({exc.message})"

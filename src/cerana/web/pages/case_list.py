@@ -23,7 +23,7 @@ from cerana.store import models, query
 from cerana.web import choices, forms
 from cerana.web.database import read, write
 from cerana.web.routing import page_router
-from cerana.web.session import checked_form, signed_in
+from cerana.web.session import posted_form_as, signed_in
 from cerana.web.templating import redirect, render, safe_next
 
 router = page_router()
@@ -195,9 +195,7 @@ def load_case_list(
 
 @router.post("/cases/bulk")
 async def bulk_action(request: Request) -> Response:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("write")
+    viewer, form = await posted_form_as(request, "write")
     back = safe_next(forms.text(form, "next"), "/cases")
     case_ids = forms.ids(form, "case")
     try:

@@ -30,7 +30,11 @@ from cerana.services.template_files import dump_templates
 from cerana.web import choices, custom_values, forms
 from cerana.web.database import read, write
 from cerana.web.routing import page_router
-from cerana.web.session import Viewer, checked_form, signed_in
+from cerana.web.session import (
+    Viewer,
+    posted_form_as,
+    signed_in_as,
+)
 from cerana.web.templating import redirect, render
 
 logger = logging.getLogger(__name__)
@@ -66,25 +70,12 @@ class MissingNames:
     metrics: list[str] = field(default_factory=list)
 
 
-async def _admin(request: Request) -> Viewer:
-    viewer = await signed_in(request)
-    viewer.require("admin")
-    return viewer
-
-
-async def _admin_form(request: Request) -> tuple[Viewer, FormData]:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("admin")
-    return viewer, form
-
-
 # -- list, export, import, delete --------------------------------------------
 
 
 @router.get(LIST_PATH)
 async def template_list(request: Request) -> Response:
-    viewer = await _admin(request)
+    viewer = await signed_in_as(request, "admin")
     return await _list_page(request, viewer)
 
 
@@ -111,7 +102,7 @@ async def _list_page(
 
 @router.get(LIST_PATH + "/export")
 async def export_all(request: Request) -> Response:
-    viewer = await _admin(request)
+    viewer = await signed_in_as(request, "admin")
     exported = await read(
         request, template_service.export_templates, viewer.actor.organisation
     )
@@ -120,7 +111,7 @@ async def export_all(request: Request) -> Response:
 
 @router.post(LIST_PATH + "/import")
 async def import_files(request: Request) -> Response:
-    viewer, form = await _admin_form(request)
+    viewer, form = await posted_form_as(request, "admin")
     create_missing = forms.checked(form, "create_missing")
     try:
         documents = await _uploaded_documents(request, form)
@@ -238,20 +229,20 @@ def _imported_message(outcome: template_service.ImportOutcome) -> str:
 
 @router.get(LIST_PATH + "/new")
 async def new_template(request: Request) -> Response:
-    viewer = await _admin(request)
+    viewer = await signed_in_as(request, "admin")
     values = {"severity": "2", "tlp": "2"}
     return await _editor(request, viewer, None, values, [])
 
 
 @router.post(LIST_PATH + "/new")
 async def create_template(request: Request) -> Response:
-    viewer, form = await _admin_form(request)
+    viewer, form = await posted_form_as(request, "admin")
     return await _submit(request, viewer, form, None)
 
 
 @router.get(LIST_PATH + "/{template_id}")
 async def edit_template(request: Request, template_id: str) -> Response:
-    viewer = await _admin(request)
+    viewer = await signed_in_as(request, "admin")
     row = await read(
         request, template_service.get_template, viewer.actor.organisation, template_id
     )
@@ -264,7 +255,7 @@ async def edit_template(request: Request, template_id: str) -> Response:
 
 @router.get(LIST_PATH + "/{template_id}/export")
 async def export_one(request: Request, template_id: str) -> Response:
-    viewer = await _admin(request)
+    viewer = await signed_in_as(request, "admin")
     (exported,) = await read(
         request,
         template_service.export_templates,
@@ -276,13 +267,13 @@ async def export_one(request: Request, template_id: str) -> Response:
 
 @router.post(LIST_PATH + "/{template_id}")
 async def save_template(request: Request, template_id: str) -> Response:
-    viewer, form = await _admin_form(request)
+    viewer, form = await posted_form_as(request, "admin")
     return await _submit(request, viewer, form, template_id)
 
 
 @router.post(LIST_PATH + "/{template_id}/delete")
 async def delete_template(request: Request, template_id: str) -> Response:
-    viewer, _ = await _admin_form(request)
+    viewer, _ = await posted_form_as(request, "admin")
     row = await read(
         request, template_service.get_template, viewer.actor.organisation, template_id
     )

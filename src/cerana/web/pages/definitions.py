@@ -23,26 +23,17 @@ from cerana.services.context import Actor
 from cerana.web import custom_values, forms
 from cerana.web.database import read, write
 from cerana.web.routing import page_router
-from cerana.web.session import Viewer, checked_form, signed_in
+from cerana.web.session import (
+    Viewer,
+    posted_form_as,
+    signed_in_as,
+)
 from cerana.web.templating import redirect, render
 
 router = page_router()
 
 FIELDS_PATH = "/admin/custom-fields"
 METRICS_PATH = "/admin/metrics"
-
-
-async def _admin(request: Request) -> Viewer:
-    viewer = await signed_in(request)
-    viewer.require("admin")
-    return viewer
-
-
-async def _admin_form(request: Request) -> tuple[Viewer, FormData]:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("admin")
-    return viewer, form
 
 
 def _definitions(
@@ -190,7 +181,7 @@ def _metric_item(form: FormData) -> dict[str, Any]:
 async def _remove(
     request: Request, list_name: str, item_id: str, path: str, message: str
 ) -> Response:
-    viewer, _ = await _admin_form(request)
+    viewer, _ = await posted_form_as(request, "admin")
     await write(request, _remove_item, viewer.actor, list_name, item_id)
     return redirect(path, message)
 
@@ -206,19 +197,19 @@ def _remove_item(conn: Connection, actor: Actor, list_name: str, item_id: str) -
 
 @router.get(FIELDS_PATH)
 async def field_list(request: Request) -> Response:
-    viewer = await _admin(request)
+    viewer = await signed_in_as(request, "admin")
     return await _page(request, viewer, shapes.FIELD_LIST)
 
 
 @router.post(FIELDS_PATH)
 async def create_field(request: Request) -> Response:
-    viewer, form = await _admin_form(request)
+    viewer, form = await posted_form_as(request, "admin")
     return await _save(request, viewer, form, shapes.FIELD_LIST, None)
 
 
 @router.post(FIELDS_PATH + "/{item_id}")
 async def change_field(request: Request, item_id: str) -> Response:
-    viewer, form = await _admin_form(request)
+    viewer, form = await posted_form_as(request, "admin")
     return await _save(request, viewer, form, shapes.FIELD_LIST, item_id)
 
 
@@ -238,19 +229,19 @@ async def remove_field(request: Request, item_id: str) -> Response:
 
 @router.get(METRICS_PATH)
 async def metric_list(request: Request) -> Response:
-    viewer = await _admin(request)
+    viewer = await signed_in_as(request, "admin")
     return await _page(request, viewer, shapes.METRIC_LIST)
 
 
 @router.post(METRICS_PATH)
 async def create_metric(request: Request) -> Response:
-    viewer, form = await _admin_form(request)
+    viewer, form = await posted_form_as(request, "admin")
     return await _save(request, viewer, form, shapes.METRIC_LIST, None)
 
 
 @router.post(METRICS_PATH + "/{item_id}")
 async def change_metric(request: Request, item_id: str) -> Response:
-    viewer, form = await _admin_form(request)
+    viewer, form = await posted_form_as(request, "admin")
     return await _save(request, viewer, form, shapes.METRIC_LIST, item_id)
 
 

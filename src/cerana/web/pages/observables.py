@@ -28,7 +28,7 @@ from cerana.web.database import read, write
 from cerana.web.pages.analyzer_runs import analyzer_choices
 from cerana.web.pages.case import case_page_response, observable_query
 from cerana.web.routing import page_router
-from cerana.web.session import checked_form, signed_in
+from cerana.web.session import posted_form_as, signed_in
 from cerana.web.templating import TLP_NAMES, format_time, redirect, render, safe_next
 
 router = page_router()
@@ -59,9 +59,7 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 @router.post("/cases/{case_id}/observables")
 async def add_observables(request: Request, case_id: str) -> Response:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("write")
+    viewer, form = await posted_form_as(request, "write")
     values = {k: v for k, v in form.items() if isinstance(v, str)}
     try:
         created, failed = await write(
@@ -134,9 +132,7 @@ def _create(
 
 @router.post("/cases/{case_id}/observables/bulk")
 async def bulk_flags(request: Request, case_id: str) -> Response:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("write")
+    viewer, form = await posted_form_as(request, "write")
     back = safe_next(forms.text(form, "next"), f"/cases/{case_id}?tab=observables")
     action = forms.text(form, "action")
     chosen = forms.ids(form, "observable")
@@ -157,9 +153,7 @@ async def bulk_flags(request: Request, case_id: str) -> Response:
 
 @router.post("/observables/{observable_id}/flags")
 async def toggle_flag(request: Request, observable_id: str) -> Response:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("write")
+    viewer, form = await posted_form_as(request, "write")
     # One button sends both: "sighted:true", "ioc:false".
     name, _, wanted = forms.text(form, "toggle").partition(":")
     if name not in ("ioc", "sighted") or wanted not in ("true", "false"):

@@ -24,7 +24,7 @@ from cerana.web import choices, forms
 from cerana.web.database import read, write
 from cerana.web.pages.case import case_page_response
 from cerana.web.routing import page_router
-from cerana.web.session import Viewer, checked_form, signed_in
+from cerana.web.session import Viewer, posted_form_as, signed_in
 from cerana.web.templating import redirect, render, safe_next
 
 router = page_router()
@@ -41,9 +41,7 @@ STATUS_ACTIONS = {
 
 @router.post("/cases/{case_id}/tasks")
 async def add_task(request: Request, case_id: str) -> Response:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("write")
+    viewer, form = await posted_form_as(request, "write")
     body: dict[str, Any] = {
         "title": forms.text(form, "title"),
         "group": forms.text(form, "group") or "default",
@@ -125,9 +123,7 @@ def load_task_page(conn: Connection, actor: Actor, task_id: str) -> dict[str, An
 
 @router.post("/tasks/{task_id}/status")
 async def change_status(request: Request, task_id: str) -> Response:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("write")
+    viewer, form = await posted_form_as(request, "write")
     action = forms.text(form, "action")
     back = safe_next(forms.text(form, "next"), f"/tasks/{task_id}")
     if action not in STATUS_ACTIONS:
@@ -157,9 +153,7 @@ def _status_word(status: str) -> str:
 
 @router.post("/tasks/{task_id}/owner")
 async def assign_task(request: Request, task_id: str) -> Response:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("write")
+    viewer, form = await posted_form_as(request, "write")
     owner = forms.text(form, "owner") or None
     await write(
         request, task_service.update_task, viewer.actor, task_id, {"owner": owner}
@@ -172,9 +166,7 @@ async def assign_task(request: Request, task_id: str) -> Response:
 
 @router.post("/tasks/{task_id}/logs")
 async def write_log(request: Request, task_id: str) -> Response:
-    viewer = await signed_in(request)
-    form = await checked_form(request, viewer)
-    viewer.require("write")
+    viewer, form = await posted_form_as(request, "write")
     message = forms.text(form, "message")
     attached = forms.upload(form, "attachment")
     try:
