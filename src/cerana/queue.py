@@ -27,6 +27,7 @@ from huey.storage import SqliteStorage
 from sqlalchemy import Connection
 
 from cerana.config import Settings
+from cerana.store.db import SYNCHRONOUS_LEVELS
 
 if TYPE_CHECKING:
     from cerana.platform import Platform
@@ -50,7 +51,8 @@ _REGISTRY: dict[str, _Registered] = {}
 # one waits for the next poll: starting at 50 ms added about 25 ms to each
 # job of a steady trickle (bench/analysis.py).
 _POLL = {"initial_delay": 0.01, "max_delay": 1.0}
-_current: list[Platform] = []
+# Platforms whose queue workers run in this process (see `platform_of`).
+_running: list[Platform] = []
 _lock = threading.Lock()
 
 
@@ -97,7 +99,9 @@ class WorkQueue:
 
     def _wrap(self, name: str, registered: _Registered) -> TaskWrapper:
         def run(*args: Any) -> None:
-            registered.fn(self._platform or current_platform(), *args)
+            if self._platform is None:
+                raise RuntimeError("queued work ran before its workers started")
+            registered.fn(self._platform, *args)
 
         if registered.every_minutes:
             schedule = crontab(minute=f"*/{registered.every_minutes}")
@@ -120,7 +124,7 @@ class WorkQueue:
     def start_workers(self, platform: Platform, workers: int) -> None:
         """Starts ``workers`` worker threads (and the periodic scheduler)."""
         self._platform = platform
-        bind_platform(platform)
+        _register_running(platform)
         consumer = _QuietConsumer(
             self.huey,
             workers=workers,
@@ -134,7 +138,7 @@ class WorkQueue:
     def run_forever(self, platform: Platform, workers: int) -> None:
         """Runs a worker process until interrupted (``cerana worker``)."""
         self._platform = platform
-        bind_platform(platform)
+        _register_running(platform)
         consumer = self.huey.create_consumer(
             workers=workers, worker_type="thread", **_POLL
         )
@@ -147,7 +151,7 @@ class WorkQueue:
             logger.info("queue workers stopped")
         if self._platform is not None:
             with _lock:
-                _current[:] = [p for p in _current if p is not self._platform]
+                _running[:] = [p for p in _running if p is not self._platform]
 
 
 class _SqliteQueueStorage(SqliteStorage):  # type: ignore[misc]
@@ -162,7 +166,7 @@ class _SqliteQueueStorage(SqliteStorage):  # type: ignore[misc]
     """
 
     def __init__(self, *args: Any, synchronous: str = "NORMAL", **kwargs: Any):
-        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        if synchronous.upper() not in SYNCHRONOUS_LEVELS:
             raise ValueError(f"unknown SQLite synchronous level {synchronous!r}")
         self._synchronous = synchronous.upper()
         super().__init__(*args, **kwargs)
@@ -192,11 +196,10 @@ def _create_huey(settings: Settings) -> Huey:
     )
 
 
-def bind_platform(platform: Platform) -> None:
-    """Makes ``platform`` the one queued work runs against by default in
-    this process (the newest bound comes first)."""
+def _register_running(platform: Platform) -> None:
     with _lock:
-        _current[:] = [platform, *(p for p in _current if p is not platform)]
+        if all(p is not platform for p in _running):
+            _running.append(platform)
 
 
 def platform_of(conn: Connection) -> Platform:
@@ -205,14 +208,7 @@ def platform_of(conn: Connection) -> Platform:
     queue. Raises RuntimeError when no platform of that database runs
     workers in this process."""
     with _lock:
-        for platform in _current:
+        for platform in _running:
             if platform.db.engine is conn.engine:
                 return platform
     raise RuntimeError("no queue workers run for this database in this process")
-
-
-def current_platform() -> Platform:
-    with _lock:
-        if not _current:
-            raise RuntimeError("queued work ran before a platform was bound")
-        return _current[0]

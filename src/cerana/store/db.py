@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _BEGIN_MODE = "cerana_begin"
+# SQLite's `synchronous` levels; settings refuse OFF, bulk loaders use it.
+SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 def normalise_url(url: str) -> str:
@@ -43,7 +45,7 @@ class Database:
 
     def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
         # OFF is for bulk loading tools (bench/generate.py); settings refuse it.
-        if sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        if sqlite_synchronous.upper() not in SYNCHRONOUS_LEVELS:
             raise ValueError(
                 f"sqlite_synchronous must be NORMAL, FULL or EXTRA, not {sqlite_synchronous!r}"
             )
