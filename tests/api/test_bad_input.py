@@ -215,9 +215,6 @@ def _resource(route: Route) -> str:
 
 RESOURCES = sorted({_resource(r) for r in BODY_ROUTES})
 
-# Known failures, each flipped by its fix (strict).
-KNOWN_BAD_RESOURCES: dict[str, str] = {}
-
 # -- bad bodies --------------------------------------------------------------
 
 JSON_TYPE = {"content-type": "application/json"}
@@ -502,18 +499,7 @@ def test_every_path_parameter_of_a_body_route_has_a_real_value(
 # -- bad bodies --------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "resource",
-    [
-        pytest.param(
-            name,
-            marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BAD_RESOURCES[name])]
-            if name in KNOWN_BAD_RESOURCES
-            else [],
-        )
-        for name in RESOURCES
-    ],
-)
+@pytest.mark.parametrize("resource", RESOURCES)
 def test_bad_body_is_refused_with_a_json_error(
     resource: str, ids: RealIds, admin: httpx.Client
 ) -> None:
