@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -281,3 +283,69 @@ def test_list_totals_from_case_counters_match_the_cases(
         wanted = sum(1 for status in statuses if status in selected)
         assert int(response.headers["X-Total"]) == wanted, query
     assert sorted(statuses) == ["Deleted", "Open", "Open", "Open", "Resolved"]
+
+
+def test_totals_of_status_and_tag_searches_follow_every_change(
+    admin: httpx.Client,
+) -> None:
+    """The per-tag counters (migration 0007) agree with the cases after
+    tags are added, replaced and dropped, statuses change, cases are
+    merged, deleted and force-deleted."""
+    tagged = [
+        _case(admin, title=f"tagged {n}", tags=tags)
+        for n, tags in enumerate(
+            [["zeta", "alpha"], ["alpha"], ["alpha", "beta"], ["beta"], []]
+        )
+    ]
+    admin.patch(f"/api/case/{tagged[3]['id']}", json={"tags": ["alpha", "gamma"]})
+    admin.patch(f"/api/case/{tagged[2]['id']}", json={"tags": ["beta"]})
+    admin.patch(
+        f"/api/case/{tagged[0]['id']}",
+        json={
+            "status": "Resolved",
+            "resolutionStatus": "TruePositive",
+            "impactStatus": "NoImpact",
+            "summary": "done",
+        },
+    )
+    admin.delete(f"/api/case/{tagged[1]['id']}")
+    assert admin.delete(f"/api/case/{tagged[2]['id']}/force").status_code in (200, 204)
+    merged = admin.post(f"/api/case/{tagged[3]['id']}/_merge/{tagged[4]['id']}")
+    assert merged.status_code == 200, merged.text
+    Case = dict[str, Any]
+    queries: list[tuple[object, Callable[[Case], bool]]] = [
+        ({"tags": "alpha"}, lambda c: "alpha" in c["tags"]),
+        (
+            {"_and": [{"status": "Open"}, {"tags": "alpha"}]},
+            lambda c: c["status"] == "Open" and "alpha" in c["tags"],
+        ),
+        (
+            {"_and": [{"_field": "tags", "_value": "beta"}, {"status": "Open"}]},
+            lambda c: c["status"] == "Open" and "beta" in c["tags"],
+        ),
+        (
+            {
+                "_or": [
+                    {"_and": [{"status": "Resolved"}, {"tags": "zeta"}]},
+                    {"_and": [{"status": "Deleted"}, {"tags": "zeta"}]},
+                ]
+            },
+            lambda c: c["status"] != "Open" and "zeta" in c["tags"],
+        ),
+        (
+            {"_and": [{"tags": "alpha"}, {"tags": "gamma"}]},
+            lambda c: {"alpha", "gamma"} <= set(c["tags"]),
+        ),
+        (
+            {"_or": [{"tags": "alpha"}, {"status": "Deleted"}]},
+            lambda c: "alpha" in c["tags"] or c["status"] == "Deleted",
+        ),
+    ]
+
+    cases = admin.post("/api/case/_search", json={"range": "all"}).json()
+    assert any("gamma" in c["tags"] for c in cases)
+    for query, selects in queries:
+        response = admin.post("/api/case/_search", json={"query": query})
+        wanted = sum(1 for c in cases if selects(c))
+        assert int(response.headers["X-Total"]) == wanted, query
+        assert len(response.json()) == wanted, query

@@ -28,6 +28,8 @@ class Model:
     # searches on the status alone read their totals there.
     status_counter: Table | None = None
     statuses: tuple[str, ...] = ()
+    # The same per status and tag: searches on the status and one tag.
+    tag_counter: Table | None = None
 
     @property
     def name(self) -> str:
@@ -42,6 +44,7 @@ CASE = Model(
     custom_field_table=tables.case_custom_field,
     status_counter=tables.case_count,
     statuses=attrs.CASE_STATUSES,
+    tag_counter=tables.case_tag_count,
 )
 TASK = Model(attrs.TASK, tables.task, parent="case", parent_column="case_id")
 LOG = Model(attrs.LOG, tables.task_log, parent="case_task", parent_column="task_id")

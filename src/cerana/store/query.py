@@ -1149,30 +1149,42 @@ def order_by_clauses(
 def counted_total(
     conn: Connection, model: Model, organisation: str, query: object
 ) -> int | None:
-    """Returns how many rows of ``model`` match ``query`` from its
-    per-status counters (kept by database triggers), or None when the model
-    has none or the query filters on more than the status.
+    """Returns how many rows of ``model`` match ``query`` from its counters
+    (kept by database triggers), or None when the model has none or the
+    query filters on more than they count.
 
     Understood: no query, ``{}``, a status equality in any of TheHive's
-    forms, ``_in`` on the status, and an ``_and`` or ``_or`` of those.
+    forms, ``_in`` on the status, one tag equality (for a model that counts
+    per tag), and an ``_and`` or ``_or`` of those.
     """
-    table = model.status_counter
-    if table is None:
+    if model.status_counter is None:
         return None
-    statuses = _statuses_of(query, frozenset(model.statuses))
-    if statuses is None:
+    counted = _counted_filter(query, frozenset(model.statuses))
+    if counted is None:
+        return None
+    statuses, tag = counted
+    if tag is None:
+        table = model.status_counter
+        conditions = [table.c.organisation == organisation]
+    elif model.tag_counter is not None:
+        table = model.tag_counter
+        conditions = [table.c.organisation == organisation, table.c.tag == tag]
+    else:
         return None
     statement = select(func.coalesce(func.sum(table.c.total), 0)).where(
-        table.c.organisation == organisation,
-        table.c.status.in_(sorted(statuses)),
+        *conditions, table.c.status.in_(sorted(statuses))
     )
     return int(conn.execute(statement).scalar_one())
 
 
-def _statuses_of(node: object, every: frozenset[str]) -> frozenset[str] | None:
-    """The statuses a query on the status alone selects, or None."""
+# What a countable query selects: a set of statuses and at most one tag.
+_Counted = tuple[frozenset[str], str | None]
+
+
+def _counted_filter(node: object, every: frozenset[str]) -> _Counted | None:
+    """The statuses and the tag a query on those alone selects, or None."""
     if node is None or node == {}:
-        return every
+        return every, None
     if not isinstance(node, Mapping) or len(node) not in (1, 2):
         return None
     if set(node) == {"_field", "_value"}:
@@ -1181,21 +1193,35 @@ def _statuses_of(node: object, every: frozenset[str]) -> frozenset[str] | None:
         return None
     ((key, value),) = node.items()
     if key == "status" and isinstance(value, str):
-        return frozenset({value}) & every
+        return frozenset({value}) & every, None
+    if key == "tags" and isinstance(value, str):
+        return every, value
     if key == "_in" and isinstance(value, Mapping) and value.get("_field") == "status":
         values = value.get("_values")
         if isinstance(values, list) and all(isinstance(v, str) for v in values):
-            return frozenset(values) & every
+            return frozenset(values) & every, None
         return None
     if key in ("_and", "_or") and isinstance(value, list) and value:
-        parts = [_statuses_of(part, every) for part in value]
-        if any(part is None for part in parts):
-            return None
-        sets = [part for part in parts if part is not None]
-        if key == "_and":
-            return frozenset.intersection(*sets)
-        return frozenset.union(*sets)
+        parts = [_counted_filter(part, every) for part in value]
+        return _combined(parts, conjunction=key == "_and")
     return None
+
+
+def _combined(parts: list[_Counted | None], *, conjunction: bool) -> _Counted | None:
+    """Parts joined by ``_and`` (``conjunction``) or ``_or``, when countable."""
+    known = [part for part in parts if part is not None]
+    if len(known) < len(parts):
+        return None
+    tags = {tag for _, tag in known}
+    statuses = [selected for selected, _ in known]
+    if conjunction:
+        named = tags - {None}
+        if len(named) > 1:  # two different tags: the counters cannot pair them
+            return None
+        return frozenset.intersection(*statuses), next(iter(named), None)
+    if len(tags) > 1:  # "tag a or status b" is no sum of counters
+        return None
+    return frozenset.union(*statuses), tags.pop()
 
 
 def search(

@@ -178,7 +178,10 @@ def _write_tags(
     if replace:
         conn.execute(delete(table).where(table.c[column] == record_id))
     if tags:
-        conn.execute(insert(table), [{column: record_id, "tag": tag} for tag in tags])
+        # In order: PostgreSQL's tag counters (migration 0007) then lock their
+        # rows in one order in every transaction, which cannot deadlock.
+        rows = [{column: record_id, "tag": tag} for tag in sorted(tags)]
+        conn.execute(insert(table), rows)
 
 
 _CUSTOM_COLUMNS = {

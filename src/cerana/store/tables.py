@@ -128,6 +128,17 @@ case_tag = Table(
     Index("ix_case_tag_tag", "tag", "case_id"),
 )
 
+# How many cases of each organisation and status carry each tag, kept by
+# triggers (migration 0007): the total of "Open cases tagged phishing".
+case_tag_count = Table(
+    "case_tag_count",
+    metadata,
+    Column("organisation", String(64), primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("tag", String(512), primary_key=True),
+    Column("total", BigInteger, nullable=False),
+)
+
 case_custom_field = Table(
     "case_custom_field",
     metadata,
