@@ -158,6 +158,29 @@ def test_similar_finds_the_value_in_other_live_cases_only(admin: httpx.Client) -
     assert [o["case"]["id"] for o in similar.json()] == [second["id"]]
 
 
+def test_similar_pages_and_counts_every_match(admin: httpx.Client) -> None:
+    cases = [_case(admin) for _ in range(5)]
+    ids = [
+        admin.post(
+            f"/api/case/{c['id']}/artifact",
+            json={"dataType": "domain", "data": "paged.example", "message": "m"},
+        ).json()["id"]
+        for c in cases
+    ]
+    path = f"/api/case/artifact/{ids[0]}/similar"
+
+    pages = {
+        wanted: admin.get(path, params={"range": wanted})
+        for wanted in ("0-2", "2-4", "3-10", "4-6", "9-12", "all")
+    }
+
+    shown = {wanted: len(page.json()) for wanted, page in pages.items()}
+    assert shown == {"0-2": 2, "2-4": 2, "3-10": 1, "4-6": 0, "9-12": 0, "all": 4}
+    assert {page.headers["X-Total"] for page in pages.values()} == {"4"}
+    every = [o["id"] for o in pages["all"].json()]
+    assert every == [o["id"] for o in pages["0-2"].json() + pages["2-4"].json()]
+
+
 def test_file_observable_is_similar_to_a_hash_observable(admin: httpx.Client) -> None:
     first, second = _case(admin), _case(admin)
     content = b"malicious payload"

@@ -395,24 +395,35 @@ def similar_observables(
         _live_case_condition(organisation),
     )
     joined = table.join(case, case.c.id == table.c.case_id)
-    total = conn.execute(
-        select(func.count()).select_from(joined).where(*where)
-    ).scalar_one()
-    rows = conn.execute(
-        select(table.c.id, table.c.case_id)
+    page = (
+        select(table)
         .select_from(joined)
         .where(*where)
         .order_by(table.c.start_date.desc(), table.c.id.desc())
         .offset(offset)
         .limit(limit)
-    ).all()
-    observables = records.fetch_many(
-        conn, models.OBSERVABLE, [r.id for r in rows], organisation
     )
+    rows = list(conn.execute(page).mappings())
+    total = _total_from_page(offset, limit, len(rows))
+    if total is None:
+        counting = select(func.count()).select_from(joined).where(*where)
+        total = int(conn.execute(counting).scalar_one())
     cases = records.fetch_many(
-        conn, models.CASE, list({r.case_id for r in rows}), organisation
+        conn, models.CASE, list({r["case_id"] for r in rows}), organisation
     )
-    return [(observables[r.id], cases[r.case_id]) for r in rows], int(total)
+    return [(r, cases[r["case_id"]]) for r in rows], total
+
+
+def _total_from_page(offset: int, limit: int | None, found: int) -> int | None:
+    """The number of matches when a page shows where they end, else None.
+
+    A page shorter than asked for holds the last match, so the matches are
+    the ones skipped plus the ones on it; most values are in a handful of
+    cases, and their look-up needs no count.
+    """
+    if (limit is None or found < limit) and (found or offset == 0):
+        return offset + found
+    return None
 
 
 def _seen_count_statement(*, hashed: bool) -> Any:
