@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, select
+from sqlalchemy import Connection, RowMapping, bindparam, func, or_, select
 
 from cerana.store import tables
 
@@ -46,20 +46,25 @@ def find_cached_job(
     last ``minutes``; None when the cache is off or has nothing."""
     if minutes <= 0:
         return None
-    job = tables.analysis_job
     since = now - minutes * 60_000
-    return (
-        conn.execute(
-            select(job)
-            .where(
-                job.c.analyzer_id == analyzer_id,
-                job.c.cache_tag == tag,
-                job.c.status.in_(("Waiting", "InProgress", "Success")),
-                func.coalesce(job.c.start_date, job.c.created_at) >= since,
-            )
-            .order_by(job.c.created_at.desc())
-            .limit(1)
-        )
-        .mappings()
-        .first()
+    found = conn.execute(
+        _CACHED_JOB, {"analyzer_id": analyzer_id, "tag": tag, "since": since}
     )
+    return found.mappings().first()
+
+
+# Built once, as it runs for every submission: building it cost more than
+# running it on SQLite. Equalities rather than IN, whose list SQLAlchemy
+# expands again at each execution.
+_JOB = tables.analysis_job
+_CACHED_JOB = (
+    select(_JOB)
+    .where(
+        _JOB.c.analyzer_id == bindparam("analyzer_id"),
+        _JOB.c.cache_tag == bindparam("tag"),
+        or_(*(_JOB.c.status == s for s in ("Waiting", "InProgress", "Success"))),
+        func.coalesce(_JOB.c.start_date, _JOB.c.created_at) >= bindparam("since"),
+    )
+    .order_by(_JOB.c.created_at.desc())
+    .limit(1)
+)

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from cerana.analysis.catalog import Catalog, CatalogEntry
 from cerana.analysis.errors import AnalyzerNotFound, ConfigurationRejected
@@ -171,13 +171,15 @@ def load_stored(
     conn: Connection, organisation: str, box: SecretBox
 ) -> dict[str, dict[str, Any]]:
     """Returns every saved configuration by name, secrets decrypted."""
-    table = tables.analyzer_config
-    rows = conn.execute(
-        select(table.c.name, table.c.configuration).where(
-            table.c.organisation == organisation
-        )
-    )
+    rows = conn.execute(_STORED, {"organisation": organisation})
     return {name: box.open(configuration) for name, configuration in rows}
+
+
+# Built once: every job reads the stored configuration twice (submission
+# and admission), so that an administrator's change reaches every worker.
+_STORED = select(
+    tables.analyzer_config.c.name, tables.analyzer_config.c.configuration
+).where(tables.analyzer_config.c.organisation == bindparam("organisation"))
 
 
 def configuration_items(catalog: Catalog, name: str) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, func, select, update
 
 from cerana.analysis import jobs as engine_jobs
 from cerana.analysis.engine import engine_for
@@ -327,16 +327,19 @@ def copy_engine_result(conn: Connection, engine_job: Row) -> None:
     """Copies an ended embedded-engine job to the platform jobs running it."""
     from cerana.analysis.cortex_api import render_report
 
-    table = tables.cortex_job
-    waiting = conn.execute(
-        select(table).where(
-            table.c.cortex_id == LOCAL,
-            table.c.cortex_job_id == engine_job["id"],
-            table.c.status.not_in(("Success", "Failure")),
-        )
-    ).mappings()
-    for row in list(waiting):
+    waiting = conn.execute(_RUNNING_ENGINE_JOB, {"engine_job_id": engine_job["id"]})
+    for row in list(waiting.mappings()):
         _complete(conn, row, engine_job["status"], render_report(engine_job))
+
+
+# Built once: it runs at the end of every engine job, most of which no
+# platform job waits for.
+_RUNNING_ENGINE_JOB = select(tables.cortex_job).where(
+    tables.cortex_job.c.cortex_id == LOCAL,
+    tables.cortex_job.c.cortex_job_id == bindparam("engine_job_id"),
+    tables.cortex_job.c.status != "Success",
+    tables.cortex_job.c.status != "Failure",
+)
 
 
 def _complete(conn: Connection, row: Row, status: str, report: Any) -> None:
