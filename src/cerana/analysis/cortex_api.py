@@ -156,18 +156,9 @@ async def run_analyzer(request: Request, analyzer_id: str) -> Response:
     fields = await read_fields(request, p.settings.max_body_size)
     job_request, upload = parse_run_body(fields)
     engine = _engine(request)
-    row, cached = await write(
-        request,
-        jobs.submit_job,
-        engine,
-        actor,
-        analyzer_id,
-        job_request,
-        upload=upload,
-        store=p.store,
+    row, cached = await run_in_threadpool(
+        jobs.open_job, p, engine, actor, analyzer_id, job_request, upload=upload
     )
-    if not cached:
-        await run_in_threadpool(jobs.queue_job, p, row["id"])
     return json_response(render_job(row, from_cache=cached))
 
 
