@@ -131,3 +131,45 @@ def _processes_running_in(job_dir: Path) -> list[int]:
         if str(job_dir).encode() in cmdline:
             found.append(int(pid))
     return found
+
+
+def test_native_analyzer_threads_are_reused_once_idle() -> None:
+    pool = runner._ThreadPool(idle_seconds=5.0)
+    seen: list[threading.Thread] = []
+    done = threading.Event()
+
+    def work() -> None:
+        seen.append(threading.current_thread())
+        done.set()
+
+    for _ in range(3):
+        done.clear()
+        pool.submit(work)
+        assert done.wait(5)
+        time.sleep(0.05)  # the thread goes back to idle
+
+    assert len(seen) == 3
+    assert len(set(seen)) == 1
+
+
+def test_a_stuck_native_analyzer_does_not_hold_up_the_next_one() -> None:
+    pool = runner._ThreadPool(idle_seconds=5.0)
+    release, second_ran = threading.Event(), threading.Event()
+
+    pool.submit(lambda: release.wait(10))
+    pool.submit(second_ran.set)
+
+    assert second_ran.wait(5)
+    release.set()
+
+
+def test_an_idle_native_analyzer_thread_leaves() -> None:
+    pool = runner._ThreadPool(idle_seconds=0.05)
+    ran: list[threading.Thread] = []
+
+    pool.submit(lambda: ran.append(threading.current_thread()))
+    time.sleep(0.05)
+    ran[0].join(timeout=5)
+
+    assert not ran[0].is_alive()
+    assert pool._idle == 0
