@@ -3,6 +3,7 @@ one result per item; good items kept, bad ones reported."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -10,6 +11,7 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
+from cerana.services import webhooks
 from cerana.store import tables
 from tests.api.conftest import LiveServer
 
@@ -149,6 +151,67 @@ def test_each_created_alert_is_audited_with_its_artifacts(server: LiveServer) ->
             select(func.count()).select_from(tables.alert_artifact)
         ).scalar_one()
     assert (audits, artifacts) == (20, 40)
+
+
+def test_bulk_audit_records_read_as_those_of_single_creations(
+    server: LiveServer,
+) -> None:
+    admin = server.client()
+
+    admin.post("/api/alert/_bulk", json=[_alert(n) for n in range(3)])
+
+    audit = tables.audit
+    with server.platform.db.read() as conn:
+        rows = conn.execute(
+            select(audit.c.operation, audit.c.base, audit.c.details)
+            .where(audit.c.object_type == "alert")
+            .order_by(audit.c.id)
+        ).all()
+    assert [(operation, base) for operation, base, _ in rows] == [
+        ("Creation", True),
+        ("Creation", False),
+        ("Creation", False),
+    ]
+    assert rows[2][2]["title"] == "Signature 2 fired" and rows[2][2]["tags"] == []
+
+
+@pytest.fixture
+def no_cached_webhooks() -> Iterator[None]:
+    webhooks.forget_cached_webhooks()
+    yield
+    webhooks.forget_cached_webhooks()
+
+
+@pytest.mark.usefixtures("no_cached_webhooks")
+def test_bulk_queues_one_webhook_delivery_per_created_alert(
+    server: LiveServer,
+) -> None:
+    admin = server.client()
+    admin.post(
+        "/api/webhook",
+        json={
+            "name": "soc",
+            "url": "http://127.0.0.1:9/hook",
+            "objectTypes": ["alert"],
+        },
+    )
+
+    admin.post("/api/alert/_bulk", json=[_alert(n) for n in range(5)])
+
+    delivery, audit = tables.webhook_delivery, tables.audit
+    with server.platform.db.read() as conn:
+        delivered = conn.execute(
+            select(audit.c.object_id)
+            .join(delivery, delivery.c.audit_id == audit.c.id)
+            .order_by(audit.c.id)
+        ).scalars()
+        ids = [item["id"] for item in _created_ids(admin)]
+    assert sorted(delivered) == sorted(ids)
+
+
+def _created_ids(admin: httpx.Client) -> list[dict[str, Any]]:
+    found = admin.post("/api/alert/_search?range=all", json={"query": {}})
+    return found.json()  # type: ignore[no-any-return]
 
 
 def test_a_large_request_is_ingested_whole(admin: httpx.Client) -> None:

@@ -6,7 +6,7 @@ exactly when the change it describes was committed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, insert
@@ -15,7 +15,7 @@ from cerana.domain.attributes import EntitySpec
 from cerana.domain.dates import now_ms
 from cerana.services import webhooks
 from cerana.services.context import Actor
-from cerana.store import tables
+from cerana.store import bulk, tables
 from cerana.store.rows import Row
 
 
@@ -79,3 +79,50 @@ def record_audit(
     )
     actor.audited += 1
     webhooks.queue_deliveries(conn, actor.organisation, spec.model, operation, inserted)
+
+
+def record_audits(
+    conn: Connection,
+    actor: Actor,
+    *,
+    operation: str,
+    spec: EntitySpec,
+    changes: Sequence[tuple[str, str, Mapping[str, Any]]],
+) -> None:
+    """Writes one audit record per ``(object_id, root_id, details)`` of
+    ``changes``, as `record_audit` does for each, in one statement.
+
+    When a webhook wants these records they are written one by one instead,
+    since each delivery row names its audit record's id (#4: bulk alert
+    ingestion audits a thousand alerts per request).
+    """
+    if webhooks.wants_deliveries(conn, actor.organisation, spec.model, operation):
+        for object_id, root_id, details in changes:
+            record_audit(
+                conn,
+                actor,
+                operation=operation,
+                spec=spec,
+                object_id=object_id,
+                root_id=root_id,
+                details=details,
+            )
+        return
+    now, first = now_ms(), actor.audited
+    rows = [
+        {
+            "organisation": actor.organisation,
+            "operation": operation,
+            "object_type": spec.model,
+            "object_id": object_id,
+            "root_id": root_id,
+            "request_id": actor.request_id,
+            "base": first + number == 0,
+            "details": details,
+            "created_by": actor.login,
+            "created_at": now,
+        }
+        for number, (object_id, root_id, details) in enumerate(changes)
+    ]
+    bulk.insert_rows(conn, tables.audit, rows)
+    actor.audited += len(rows)

@@ -353,6 +353,17 @@ def queue_deliveries(
     _wake_once_per_transaction(conn, audit_id)
 
 
+def wants_deliveries(
+    conn: Connection, organisation: str, object_type: str, operation: str
+) -> bool:
+    """Tells whether an enabled endpoint of ``organisation`` wants the audit
+    records of ``operation`` on ``object_type``, as `queue_deliveries` sees
+    them: a writer of many records at once inserts them together when none
+    does, and one by one (through `queue_deliveries`) when one does."""
+    hooks = _enabled_hooks(conn, organisation)
+    return any(h.wants(object_type, operation) for h in hooks)
+
+
 def _enabled_hooks(conn: Connection, organisation: str) -> tuple[_Hook, ...]:
     now = time.monotonic()
     with _cache_lock:
