@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,13 @@ ARTIFACT_KEYS = frozenset(
     | {"attachment"}
 )
 ALERT_STATUSES = attrs.ALERT_STATUSES
+# How an artifact's own attributes are checked. TheHive asks for a message
+# or tags; thehive4py's bare artifacts have neither, and the tag added on
+# import satisfies the observable's rule.
+_ARTIFACT_ATTRIBUTES = tuple(
+    (name, attrs.OBSERVABLE.attributes[name])
+    for name in ("message", "tags", "tlp", "ioc")
+)
 _SHA256_HEX = frozenset("0123456789abcdef")
 
 
@@ -63,7 +71,7 @@ class FileContent:
         return hashlib.sha256(self.content).hexdigest()
 
 
-@dataclass
+@dataclass(slots=True)
 class ArtifactDraft:
     """One checked artifact, ready to store.
 
@@ -92,7 +100,7 @@ class AlertDraft:
     values: dict[str, Any]
     artifacts: list[ArtifactDraft] = field(default_factory=list)
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
         return alert_id(
             self.values["type"], self.values["source"], self.values["source_ref"]
@@ -252,10 +260,13 @@ def _collect_artifacts(
         )
         return []
     drafts = []
+    now = now_ms()
     for index, item in enumerate(raw):
         try:
             drafts.append(
-                check_artifact(item, index, datatypes, default_tlp, max_file_size)
+                check_artifact(
+                    item, index, datatypes, default_tlp, max_file_size, now=now
+                )
             )
         except AttributeCheckingError as exc:
             problems += exc.problems
@@ -268,20 +279,25 @@ def check_artifact(
     datatypes: Collection[str],
     default_tlp: int,
     max_file_size: int,
+    *,
+    now: int | None = None,
 ) -> ArtifactDraft:
     """Checks artifact number ``index`` of an alert; returns its draft.
 
+    ``now`` is the default start date (the current time when not given).
     Raises AttributeCheckingError whose problems are named
     ``artifacts[<index>].<attribute>``.
     """
     where = f"artifacts[{index}]"
     if not isinstance(raw, Mapping):
         raise _error([_problem(where, f"{where} must be an object", raw)])
-    problems = [
-        _problem(f"{where}.{key}", f"{where}: unknown attribute {key}", raw[key])
-        for key in raw
-        if key not in ARTIFACT_KEYS
-    ]
+    problems = []
+    if not ARTIFACT_KEYS.issuperset(raw):
+        problems = [
+            _problem(f"{where}.{key}", f"{where}: unknown attribute {key}", raw[key])
+            for key in raw
+            if key not in ARTIFACT_KEYS
+        ]
     data_type = raw.get("dataType")
     if not isinstance(data_type, str) or data_type not in datatypes:
         reason = (
@@ -293,7 +309,8 @@ def check_artifact(
             _problem(f"{where}.dataType", f"{where}: {reason}", data_type, "enum")
         )
         raise _error(problems)
-    draft = ArtifactDraft(data_type, None, None, [], default_tlp, False, now_ms())
+    start_date = now_ms() if now is None else now
+    draft = ArtifactDraft(data_type, None, None, [], default_tlp, False, start_date)
     _check_common(raw, where, draft, problems)
     _check_data(raw, where, draft, max_file_size, problems)
     if problems:
@@ -307,27 +324,21 @@ def _check_common(
     draft: ArtifactDraft,
     problems: list[AttributeProblem],
 ) -> None:
-    # TheHive asks for a message or tags; thehive4py's bare artifacts have
-    # neither, and the tag added on import satisfies the observable's rule.
-    converters: dict[str, Any] = {
-        "message": attrs.OBSERVABLE.attributes["message"],
-        "tags": attrs.OBSERVABLE.attributes["tags"],
-        "tlp": attrs.OBSERVABLE.attributes["tlp"],
-        "ioc": attrs.OBSERVABLE.attributes["ioc"],
-    }
-    for name, attribute in converters.items():
-        if raw.get(name) is None or raw.get(name) == []:
+    for name, attribute in _ARTIFACT_ATTRIBUTES:
+        value = raw.get(name)
+        if value is None or value == []:
             continue
         try:
-            setattr(draft, name, attrs.convert_value(attribute, raw[name]))
+            setattr(draft, name, attrs.convert_value(attribute, value))
         except ValueError as exc:
-            problems.append(_problem(f"{where}.{name}", f"{where}: {exc}", raw[name]))
-    if raw.get("startDate") is not None:
+            problems.append(_problem(f"{where}.{name}", f"{where}: {exc}", value))
+    start_date = raw.get("startDate")
+    if start_date is not None:
         try:
-            draft.start_date = parse_date(raw["startDate"])
+            draft.start_date = parse_date(start_date)
         except ValueError as exc:
             problems.append(
-                _problem(f"{where}.startDate", f"{where}: {exc}", raw["startDate"])
+                _problem(f"{where}.startDate", f"{where}: {exc}", start_date)
             )
     # Limitation: alert artifacts do not keep `sighted`, because the alert
     # artifact table has no such column; thehive4py sends false with every

@@ -171,6 +171,9 @@ def _refang(text: str, refangs: tuple[tuple[str, str], ...]) -> str:
     One pass is not enough for idempotence: it turns ``[[.].]`` into a fresh
     ``[.]``, which the next normalisation would change again.
     """
+    # Every defanged form has a bracket; most values have none.
+    if "[" not in text and "(" not in text:
+        return text
     previous = None
     while previous != text:
         previous = text
@@ -181,6 +184,8 @@ def _refang(text: str, refangs: tuple[tuple[str, str], ...]) -> str:
 
 def _normalise_ip(text: str) -> str:
     address = _refang(text, _HOST_REFANGS)
+    if _PLAIN_IPV4.fullmatch(address):
+        return address
     if "%" in address:
         raise _Rejected("an IPv6 zone index ('%...') only means something on one host")
     if _has_ambiguous_octet(address):
@@ -189,8 +194,6 @@ def _normalise_ip(text: str) -> str:
         )
     if "/" in address:
         return _normalise_network(address)
-    if _PLAIN_IPV4.fullmatch(address):
-        return address
     try:
         return str(ipaddress.ip_address(address))
     except ValueError:
