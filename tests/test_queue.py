@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from huey.constants import EmptyData
 
 from cerana.config import Settings
 from cerana.queue import WorkQueue
@@ -30,3 +31,33 @@ def test_an_unknown_synchronous_level_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="SOMETIMES"):
         WorkQueue(settings)
+
+
+def test_clearing_an_absent_revoke_flag_takes_no_write_transaction(
+    tmp_path: Path,
+) -> None:
+    storage = WorkQueue(Settings(data_dir=tmp_path)).huey.storage
+    storage.put_data("r:set", b"1")
+    statements: list[str] = []
+    storage.conn.set_trace_callback(statements.append)
+
+    missing = storage.pop_data("r:absent")
+    found = storage.pop_data("r:set")
+
+    assert (missing, found) == (EmptyData, b"1")
+    assert not storage.has_data_for_key("r:set")
+    assert [s for s in statements if s.startswith("begin")] == ["begin exclusive"]
+
+
+def test_a_task_revoked_once_is_skipped_once(tmp_path: Path) -> None:
+    huey = WorkQueue(Settings(data_dir=tmp_path)).huey
+    ran: list[int] = []
+    task = huey.task(name="test.revocable")(ran.append)
+
+    task.revoke(revoke_once=True)
+    task(1)
+    huey.execute(huey.dequeue())
+    task(2)
+    huey.execute(huey.dequeue())
+
+    assert ran == [2]
