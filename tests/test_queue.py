@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from huey.constants import EmptyData
 
 from cerana.config import Settings
-from cerana.queue import WorkQueue
+from cerana.queue import WorkQueue, _quiet_huey
 
 # PRAGMA synchronous answers a number: OFF 0, NORMAL 1, FULL 2, EXTRA 3.
 LEVELS = {"NORMAL": 1, "FULL": 2}
@@ -61,3 +63,32 @@ def test_a_task_revoked_once_is_skipped_once(tmp_path: Path) -> None:
     huey.execute(huey.dequeue())
 
     assert ran == [2]
+
+
+@pytest.fixture
+def huey_logger() -> Iterator[logging.Logger]:
+    found = logging.getLogger("huey")
+    level = found.level
+    yield found
+    found.setLevel(level)
+
+
+@pytest.mark.parametrize(
+    ("level", "lines"), [(logging.INFO, 0), (logging.DEBUG, 2)], ids=["info", "debug"]
+)
+def test_huey_logs_no_line_per_task_at_info(
+    tmp_path: Path,
+    huey_logger: logging.Logger,
+    caplog: pytest.LogCaptureFixture,
+    level: int,
+    lines: int,
+) -> None:
+    caplog.set_level(level)
+    huey = WorkQueue(Settings(data_dir=tmp_path)).huey
+    task = huey.task(name="test.logged")(lambda: None)
+
+    _quiet_huey()
+    task()
+    huey.execute(huey.dequeue())
+
+    assert len([r for r in caplog.records if r.name == "huey"]) == lines

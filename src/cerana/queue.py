@@ -124,6 +124,7 @@ class WorkQueue:
 
     def start_workers(self, platform: Platform, workers: int) -> None:
         """Starts ``workers`` worker threads (and the periodic scheduler)."""
+        _quiet_huey()
         self._platform = platform
         _register_running(platform)
         consumer = _QuietConsumer(
@@ -138,6 +139,7 @@ class WorkQueue:
 
     def run_forever(self, platform: Platform, workers: int) -> None:
         """Runs a worker process until interrupted (``cerana worker``)."""
+        _quiet_huey()
         self._platform = platform
         _register_running(platform)
         consumer = self.huey.create_consumer(
@@ -153,6 +155,19 @@ class WorkQueue:
         if self._platform is not None:
             with _lock:
                 _running[:] = [p for p in _running if p is not self._platform]
+
+
+def _quiet_huey() -> None:
+    """Raises Huey's loggers to WARNING when the process logs at INFO.
+
+    Huey logs two INFO lines for every task it runs ("Executing ...",
+    "... executed in"); our work logs its own line where it matters (one
+    per analyzer job), so at INFO they only cost, about 2 % of a no-op
+    job's CPU time (#6). At DEBUG they stay; warnings and errors always do.
+    """
+    huey_logger = logging.getLogger("huey")
+    if huey_logger.getEffectiveLevel() == logging.INFO:
+        huey_logger.setLevel(logging.WARNING)
 
 
 class _SqliteQueueStorage(SqliteStorage):  # type: ignore[misc]
