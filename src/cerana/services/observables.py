@@ -387,12 +387,44 @@ def similar_observables(
     """Returns (observable, its case) pairs seen in other live cases, newest
     first, and how many there are in all."""
     current = get_observable(conn, organisation, observable_id)
+    hashed = current["data_type"] in ("hash", "file")
+    parameters = {
+        "data_type": current["data_type"],
+        "data_key": current["data_key"],
+        "id": current["id"],
+        "case_id": current["case_id"],
+        "organisation": organisation,
+        "offset": offset,
+    }
+    page, counting = _SIMILAR[hashed]
+    if limit is None:
+        page = page.limit(None)
+    else:
+        parameters["limit"] = limit
+    rows = list(conn.execute(page, parameters).mappings())
+    total = _total_from_page(offset, limit, len(rows))
+    if total is None:
+        total = int(conn.execute(counting, parameters).scalar_one())
+    cases = records.fetch_many(
+        conn, models.CASE, list({r["case_id"] for r in rows}), organisation
+    )
+    return [(r, cases[r["case_id"]]) for r in rows], total
+
+
+def _similar_statements(*, hashed: bool) -> tuple[Any, Any]:
+    """The page and the count of `similar_observables`, on bound parameters
+    (data_type, data_key, id, case_id, organisation, offset, limit)."""
     table, case = tables.observable, tables.case
     where = (
-        similar_condition(current),
-        table.c.case_id != current["case_id"],
+        _similar_to(
+            bindparam("data_type"),
+            bindparam("data_key"),
+            bindparam("id"),
+            hashed=hashed,
+        ),
+        table.c.case_id != bindparam("case_id"),
         table.c.status == "Ok",
-        _live_case_condition(organisation),
+        _live_case_condition(bindparam("organisation")),
     )
     joined = table.join(case, case.c.id == table.c.case_id)
     page = (
@@ -400,18 +432,14 @@ def similar_observables(
         .select_from(joined)
         .where(*where)
         .order_by(table.c.start_date.desc(), table.c.id.desc())
-        .offset(offset)
-        .limit(limit)
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
     )
-    rows = list(conn.execute(page).mappings())
-    total = _total_from_page(offset, limit, len(rows))
-    if total is None:
-        counting = select(func.count()).select_from(joined).where(*where)
-        total = int(conn.execute(counting).scalar_one())
-    cases = records.fetch_many(
-        conn, models.CASE, list({r["case_id"] for r in rows}), organisation
-    )
-    return [(r, cases[r["case_id"]]) for r in rows], total
+    return page, select(func.count()).select_from(joined).where(*where)
+
+
+# Built once, as the seen counts below are: (page, count) by "hashed".
+_SIMILAR = {hashed: _similar_statements(hashed=hashed) for hashed in (False, True)}
 
 
 def _total_from_page(offset: int, limit: int | None, found: int) -> int | None:

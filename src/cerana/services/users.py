@@ -17,7 +17,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import Connection, RowMapping, bindparam, select
 
 from cerana.domain import attributes as attrs
 from cerana.domain.dates import now_ms
@@ -266,15 +266,14 @@ def authenticate_password(conn: Connection, login: str, password: str) -> RowMap
     return row
 
 
+# Built once: every request signed with an API key runs it.
+_BY_KEY = select(tables.user).where(tables.user.c.key_hash == bindparam("digest"))
+
+
 def authenticate_key(conn: Connection, key: str) -> RowMapping:
     """Returns the active user owning API ``key``; raises like the above."""
-    row = (
-        conn.execute(
-            select(tables.user).where(tables.user.c.key_hash == key_digest(key))
-        )
-        .mappings()
-        .first()
-    )
+    digest = key_digest(key)
+    row = conn.execute(_BY_KEY, {"digest": digest}).mappings().first()
     if row is None:
         raise AuthenticationFailed("Authentication failure")
     if row["status"] != "Ok":

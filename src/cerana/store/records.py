@@ -8,12 +8,15 @@ row's ``version`` so that a concurrent change is reported, never lost.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     Connection,
     RowMapping,
+    Select,
     Table,
+    bindparam,
     delete,
     func,
     insert,
@@ -34,12 +37,9 @@ def fetch(
 
     Raises NotFound when it does not exist in ``organisation``.
     """
-    table = model.table
     row = (
         conn.execute(
-            select(table).where(
-                table.c.id == record_id, table.c.organisation == organisation
-            )
+            _by_id(model.table), {"record_id": record_id, "organisation": organisation}
         )
         .mappings()
         .first()
@@ -55,11 +55,27 @@ def fetch_many(
     """Returns the rows of ``ids`` that exist, keyed by id."""
     if not ids:
         return {}
-    table = model.table
-    rows = conn.execute(
-        select(table).where(table.c.id.in_(ids), table.c.organisation == organisation)
-    ).mappings()
+    parameters = {"record_ids": list(ids), "organisation": organisation}
+    rows = conn.execute(_by_ids(model.table), parameters).mappings()
     return {row["id"]: row for row in rows}
+
+
+# The reads every request makes, built once: building a statement (and its
+# cache key) cost three times as much as running it on SQLite.
+@cache
+def _by_id(table: Table) -> Select[Any]:
+    return select(table).where(
+        table.c.id == bindparam("record_id"),
+        table.c.organisation == bindparam("organisation"),
+    )
+
+
+@cache
+def _by_ids(table: Table) -> Select[Any]:
+    return select(table).where(
+        table.c.id.in_(bindparam("record_ids", expanding=True)),
+        table.c.organisation == bindparam("organisation"),
+    )
 
 
 def insert_record(conn: Connection, model: Model, values: Mapping[str, Any]) -> None:
