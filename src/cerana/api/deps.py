@@ -45,6 +45,15 @@ async def authenticate(request: Request) -> Actor:
     return actor
 
 
+def authenticate_here(request: Request) -> Actor:
+    """`authenticate` for code already off the event loop, so that a route
+    can authenticate and do its work in one trip through the thread pool."""
+    actor: Actor | None = getattr(request.state, "actor", None)
+    if actor is None:
+        actor = request.state.actor = _authenticate_sync(request)
+    return actor
+
+
 def _authenticate_sync(request: Request) -> Actor:
     p = platform(request)
     request_id: str = request.state.request_id
