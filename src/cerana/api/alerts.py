@@ -303,15 +303,14 @@ def _add_similarity(
     limit: int,
 ) -> None:
     probes = similarity.probes_of(record.artifacts, stored)
-    known = similarity.known_observables(conn, organisation, record.id, probes)
+    known, cases = similarity.find_similarity(
+        conn, organisation, record.id, probes, limit
+    )
     for item, artifact in zip(body["artifacts"], record.artifacts, strict=True):
         found = known[artifact["id"]]
         item["seen"] = found.seen
         item["known"] = found.to_json()
-    body["similarCases"] = [
-        _render_similar(s)
-        for s in similarity.similar_cases(conn, organisation, probes, limit)
-    ]
+    body["similarCases"] = [_render_similar(s) for s in cases]
 
 
 def _render_similar(similar: similarity.SimilarCase) -> dict[str, Any]:

@@ -12,22 +12,27 @@ Deleted, not resolved as Duplicated) count, as in TheHive.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
     Connection,
+    Integer,
     RowMapping,
     Select,
     and_,
     bindparam,
     case,
     func,
+    literal_column,
     or_,
     select,
     union,
+    union_all,
 )
 
 from cerana.domain.datatypes import hash_kind
@@ -130,25 +135,48 @@ def similar_cases(
 ) -> list[SimilarCase]:
     """Returns up to ``limit`` live cases holding observables similar to the
     probes, most shared observables first."""
-    matching = _matching_observables(probes)
-    if matching is None:
-        return []
-    observable = tables.observable
-    shared = func.count().label("shared")
-    rows = conn.execute(
-        select(observable.c.case_id, shared, func.sum(_flag(observable.c.ioc)))
-        .select_from(_with_case(observable))
-        .where(observable.c.id.in_(matching), *_live(organisation))
-        .group_by(observable.c.case_id)
-        .order_by(shared.desc(), observable.c.case_id)
-        .limit(limit)
-    ).all()
-    ids = [row[0] for row in rows]
+    return _rank_cases(
+        conn, organisation, _live_matches(conn, organisation, probes), limit
+    )
+
+
+def find_similarity(
+    conn: Connection,
+    organisation: str,
+    alert_id: str,
+    probes: Sequence[Probe],
+    limit: int,
+) -> tuple[dict[str, Known], list[SimilarCase]]:
+    """Returns `known_observables` and `similar_cases` together, reading the
+    matching observables once for both (the alert preview shows both)."""
+    matches = _live_matches(conn, organisation, probes)
+    known = _known(
+        probes, matches, _known_in_alerts(conn, organisation, alert_id, probes)
+    )
+    return known, _rank_cases(conn, organisation, matches, limit)
+
+
+def _rank_cases(
+    conn: Connection,
+    organisation: str,
+    matches: Mapping[str, Mapping[str, _Match]],
+    limit: int,
+) -> list[SimilarCase]:
+    shared: dict[str, _Match] = {}
+    for found in matches.values():
+        shared.update(found)
+    counts: dict[str, list[int]] = {}
+    for match in shared.values():
+        count = counts.setdefault(match.case_id, [0, 0])
+        count[0] += 1
+        count[1] += match.ioc
+    ranked = sorted(counts.items(), key=lambda item: (-item[1][0], item[0]))[:limit]
+    ids = [case_id for case_id, _ in ranked]
     cases = records.fetch_many(conn, models.CASE, ids, organisation)
     totals = _observable_totals(conn, ids)
     return [
-        SimilarCase(cases[case_id], int(count), int(iocs or 0), *totals[case_id])
-        for case_id, count, iocs in rows
+        SimilarCase(cases[case_id], count, iocs, *totals[case_id])
+        for case_id, (count, iocs) in ranked
         if case_id in cases
     ]
 
@@ -177,21 +205,28 @@ def known_observables(
 ) -> dict[str, Known]:
     """Returns, per artifact id, where else its value is known: similar
     observables of live cases and artifacts of the other alerts."""
-    in_cases = _known_in_cases(conn, organisation, probes)
-    in_alerts = _known_in_alerts(conn, organisation, alert_id, probes)
+    matches = _live_matches(conn, organisation, probes)
+    return _known(
+        probes, matches, _known_in_alerts(conn, organisation, alert_id, probes)
+    )
+
+
+def _known(
+    probes: Sequence[Probe],
+    matches: Mapping[str, Mapping[str, _Match]],
+    in_alerts: Mapping[str, int],
+) -> dict[str, Known]:
     known = {}
     for probe in probes:
-        seen, cases, ioc, sighted = in_cases.get(
-            probe.artifact_id, (0, 0, False, False)
-        )
+        found = matches[probe.artifact_id].values()
         alerts = in_alerts.get(probe.artifact_id, 0)
         known[probe.artifact_id] = Known(
-            seen,
-            cases,
+            len(found),
+            len({match.case_id for match in found}),
             min(alerts, MAX_ALERTS_COUNTED),
             alerts > MAX_ALERTS_COUNTED,
-            ioc,
-            sighted,
+            any(match.ioc for match in found),
+            any(match.sighted for match in found),
         )
     return known
 
@@ -228,38 +263,70 @@ def cases_seen_in(
     }
 
 
-def _known_in_cases(
+@dataclass(frozen=True)
+class _Match:
+    """A live case observable similar to some probe."""
+
+    case_id: str
+    ioc: bool
+    sighted: bool
+
+
+def _live_matches(
     conn: Connection, organisation: str, probes: Sequence[Probe]
-) -> dict[str, tuple[int, int, bool, bool]]:
+) -> dict[str, dict[str, _Match]]:
+    """Returns, per artifact id, the live observables similar to its probe,
+    by observable id: one query for the values, one for the hashes."""
+    found: dict[str, dict[str, _Match]] = {p.artifact_id: {} for p in probes}
+    by_pair: dict[Pair, list[str]] = {}
+    by_hash: dict[str, list[str]] = {}
+    for probe in probes:
+        if not probe.hashes:
+            pair = (probe.data_type, probe.data_key)
+            by_pair.setdefault(pair, []).append(probe.artifact_id)
+        for value in probe.hashes:
+            by_hash.setdefault(value, []).append(probe.artifact_id)
     observable = tables.observable
-    measures = (
-        func.count(func.distinct(observable.c.id)),
-        func.count(func.distinct(observable.c.case_id)),
-        func.max(_flag(observable.c.ioc)),
-        func.max(_flag(observable.c.sighted)),
-    )
-    found: dict[str, tuple[int, int, bool, bool]] = {}
-    by_pair = {(p.data_type, p.data_key): p for p in probes if not p.hashes}
     if by_pair:
-        rows = conn.execute(
-            select(observable.c.data_type, observable.c.data_key, *measures)
-            .select_from(_with_case(observable))
-            .where(_pairs_condition(observable, list(by_pair)), *_live(organisation))
-            .group_by(observable.c.data_type, observable.c.data_key)
-        )
-        for data_type, key, seen, cases, ioc, sighted in rows:
-            probe = by_pair[(data_type, key)]
-            found[probe.artifact_id] = (seen, cases, bool(ioc), bool(sighted))
-    for probe in (p for p in probes if p.hashes):
-        seen, cases, ioc, sighted = conn.execute(
-            select(*measures)
-            .select_from(_with_case(observable))
-            .where(
-                observable.c.id.in_(_hash_holders(probe.hashes)), *_live(organisation)
-            )
-        ).one()
-        found[probe.artifact_id] = (seen, cases, bool(ioc), bool(sighted))
+        condition = _pairs_condition(observable, list(by_pair))
+        pairs = _live_rows(conn, organisation, condition, observable.c.data_type)
+        for obs_id, case_id, ioc, sighted, data_type, key in pairs:
+            for artifact_id in by_pair[(data_type, key)]:
+                found[artifact_id][obs_id] = _Match(case_id, bool(ioc), bool(sighted))
+    if by_hash:
+        holder = tables.observable_hash
+        condition = holder.c.hash.in_(list(by_hash))
+        hashes = _live_rows(conn, organisation, condition, holder.c.hash)
+        for obs_id, case_id, ioc, sighted, value, _ in hashes:
+            for artifact_id in by_hash[value]:
+                found[artifact_id][obs_id] = _Match(case_id, bool(ioc), bool(sighted))
     return found
+
+
+def _live_rows(
+    conn: Connection,
+    organisation: str,
+    condition: ColumnElement[bool],
+    label: Any,
+) -> Sequence[Any]:
+    """Live observables matching ``condition`` (on the observable, or on its
+    hashes): id, case id, IOC, sighted, ``label`` and the data key."""
+    observable, holder = tables.observable, tables.observable_hash
+    joined = _with_case(observable)
+    if label is holder.c.hash:
+        joined = joined.join(holder, holder.c.observable_id == observable.c.id)
+    return conn.execute(
+        select(
+            observable.c.id,
+            observable.c.case_id,
+            observable.c.ioc,
+            observable.c.sighted,
+            label,
+            observable.c.data_key,
+        )
+        .select_from(joined)
+        .where(condition, *_live(organisation))
+    ).all()
 
 
 def _known_in_alerts(
@@ -267,53 +334,72 @@ def _known_in_alerts(
 ) -> dict[str, int]:
     """Counts, per probe, the other alerts holding it, up to one more than
     `MAX_ALERTS_COUNTED`: a value of a busy feed sits in a large share of
-    all alerts, and counting them all would read that share."""
-    artifact = tables.alert_artifact
+    all alerts, and counting them all would read that share. One statement
+    per `_PROBES_PER_STATEMENT` probes."""
     found: dict[str, int] = {}
-    for probe in probes:
-        pairs = probe.alert_pairs()
-        if len(pairs) == 1:
-            ((data_type, key),) = pairs
-            statement = _ONE_VALUE_HOLDERS
-            values = {"data_type": data_type, "data_key": key}
-        else:
-            statement = _count_holders(_pairs_condition(artifact, pairs))
-            values = {}
-        found[probe.artifact_id] = int(
-            conn.execute(
-                statement,
-                {**values, "organisation": organisation, "alert_id": alert_id},
-            ).scalar_one()
-        )
+    # Probes of one pair first: fewer shapes of statement to build and keep.
+    ordered = sorted(probes, key=lambda probe: len(probe.alert_pairs()))
+    for start in range(0, len(ordered), _PROBES_PER_STATEMENT):
+        chunk = ordered[start : start + _PROBES_PER_STATEMENT]
+        pairs = [probe.alert_pairs() for probe in chunk]
+        values: dict[str, Any] = {"organisation": organisation, "alert_id": alert_id}
+        for number, probe_pairs in enumerate(pairs):
+            for position, (data_type, key) in enumerate(probe_pairs):
+                values[f"t{number}_{position}"] = data_type
+                values[f"k{number}_{position}"] = key
+        statement = _holders_statement(tuple(len(p) for p in pairs))
+        for number, count in conn.execute(statement, values):
+            found[chunk[number].artifact_id] = int(count)
     return found
 
 
-def _count_holders(condition: ColumnElement[bool]) -> Select[Any]:
-    """Counts the other alerts (bound: organisation, alert_id) holding an
-    artifact matching ``condition``, up to one more than the cap."""
+# SQLite allows 500 terms in a compound SELECT.
+_PROBES_PER_STATEMENT = 50
+
+
+@functools.lru_cache(maxsize=256)
+def _holders_statement(shape: tuple[int, ...]) -> CompoundSelect[Any]:
+    """The counts of other alerts holding each probe, one UNION ALL term per
+    probe (``shape`` gives how many (datatype, key) pairs each has).
+
+    Built once per shape and kept: building it cost more than running it,
+    and a kept statement keeps its compiled form.
+    """
     artifact = tables.alert_artifact
-    holders = (
-        select(artifact.c.alert_id)
-        .distinct()
-        .where(
-            condition,
-            artifact.c.organisation == bindparam("organisation"),
-            artifact.c.alert_id != bindparam("alert_id"),
+    terms: list[Select[int, int]] = []
+    for number, size in enumerate(shape):
+        condition = or_(
+            *(
+                and_(
+                    artifact.c.data_type == bindparam(f"t{number}_{position}"),
+                    artifact.c.data_key == bindparam(f"k{number}_{position}"),
+                )
+                for position in range(size)
+            )
         )
-        .limit(MAX_ALERTS_COUNTED + 1)
-        .subquery()
-    )
-    return select(func.count()).select_from(holders)
+        holders = _count_holders(condition, distinct=size > 1).subquery()
+        term = select(literal_column(str(number), Integer), func.count())
+        terms.append(term.select_from(holders))
+    return union_all(*terms)
 
 
-# Built once: the common case, one (datatype, key) per artifact, runs ten
-# times per alert preview, and building it cost more than running it.
-_ONE_VALUE_HOLDERS = _count_holders(
-    and_(
-        tables.alert_artifact.c.data_type == bindparam("data_type"),
-        tables.alert_artifact.c.data_key == bindparam("data_key"),
+def _count_holders(condition: ColumnElement[bool], *, distinct: bool) -> Select[Any]:
+    """The other alerts (bound: organisation, alert_id) holding an artifact
+    matching ``condition``, up to one more than the cap.
+
+    An alert holds one (datatype, key) once (``uq_alert_artifact``), so a
+    condition on one pair needs no DISTINCT, which halves the time SQLite
+    spends on a value held by many alerts.
+    """
+    artifact = tables.alert_artifact
+    holders = select(artifact.c.alert_id).where(
+        condition,
+        artifact.c.organisation == bindparam("organisation"),
+        artifact.c.alert_id != bindparam("alert_id"),
     )
-)
+    if distinct:
+        holders = holders.distinct()
+    return holders.limit(MAX_ALERTS_COUNTED + 1)
 
 
 def _matching_observables(probes: Sequence[Probe]) -> Select[Any] | None:
