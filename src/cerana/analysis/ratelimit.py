@@ -26,20 +26,26 @@ def lock_gate(conn: Connection, analyzer_id: str, now: int) -> None:
     """Takes the analyzer's admission lock until the transaction ends."""
     if conn.dialect.name != "postgresql":
         return  # BEGIN IMMEDIATE holds SQLite's only write lock already
-    gate = tables.analyzer_gate
-    conn.execute(
-        postgresql.insert(gate)
-        .values(analyzer_id=analyzer_id, admitted_at=now)
-        .on_conflict_do_nothing()
-    )
-    conn.execute(
-        select(gate.c.analyzer_id)
-        .where(gate.c.analyzer_id == analyzer_id)
-        .with_for_update()
-    )
+    gate = {"analyzer_id": analyzer_id}
+    if conn.execute(_LOCK_GATE, gate).first() is None:
+        # The analyzer's first admission: its row, then the lock. Two first
+        # admissions at once both insert; one insert does nothing.
+        conn.execute(_CREATE_GATE, {**gate, "admitted_at": now})
+        conn.execute(_LOCK_GATE, gate)
 
 
-# Built once: it runs at every admission.
+# Built once, as they run at every admission: the gate row exists after
+# the analyzer's first job, so one statement locks it from then on.
+_LOCK_GATE = (
+    select(tables.analyzer_gate.c.analyzer_id)
+    .where(tables.analyzer_gate.c.analyzer_id == bindparam("analyzer_id"))
+    .with_for_update()
+)
+_CREATE_GATE = (
+    postgresql.insert(tables.analyzer_gate)
+    .values(analyzer_id=bindparam("analyzer_id"), admitted_at=bindparam("admitted_at"))
+    .on_conflict_do_nothing()
+)
 _RUNNING = (
     select(func.count())
     .select_from(tables.analysis_job)
@@ -55,7 +61,6 @@ def admission_delay(
 ) -> float | None:
     """Returns None when a job of ``analyzer_id`` may start now, else the
     seconds to wait before trying again. Call under `lock_gate`."""
-    job = tables.analysis_job
     running = conn.execute(_RUNNING, {"analyzer_id": analyzer_id}).scalar_one()
     if running >= limits.concurrency:
         return CONCURRENCY_RETRY_SECONDS
@@ -63,13 +68,16 @@ def admission_delay(
         return None
     window = limits.rate.window_seconds * 1000
     started = conn.execute(
-        select(func.count(), func.min(job.c.start_date)).where(
-            job.c.analyzer_id == analyzer_id,
-            job.c.start_date >= now - window,
-            job.c.status != "Waiting",
-        )
+        _STARTED, {"analyzer_id": analyzer_id, "since": now - window}
     ).one()
     if started[0] < limits.rate.count:
         return None
     oldest = int(started[1])
     return max((oldest + window - now) / 1000, 0.05)
+
+
+_STARTED = select(func.count(), func.min(tables.analysis_job.c.start_date)).where(
+    tables.analysis_job.c.analyzer_id == bindparam("analyzer_id"),
+    tables.analysis_job.c.start_date >= bindparam("since"),
+    tables.analysis_job.c.status != "Waiting",
+)
