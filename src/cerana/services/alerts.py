@@ -18,7 +18,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, delete, insert, select, update
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from cerana.domain import alerts as rules
@@ -234,9 +242,21 @@ def _duplicate(values: Mapping[str, Any], identifier: str) -> Conflict:
     )
 
 
+# Kept, not rebuilt per call: single-alert ingest looks one id up per
+# request, and building and keying an IN statement cost more than running it.
+_ALERT_BY_ID = select(tables.alert).where(
+    tables.alert.c.id == bindparam("id"),
+    tables.alert.c.organisation == bindparam("organisation"),
+)
+
+
 def _existing_rows(
     conn: Connection, organisation: str, ids: Sequence[str]
 ) -> dict[str, RowMapping]:
+    if len(ids) == 1:
+        values = {"id": ids[0], "organisation": organisation}
+        row = conn.execute(_ALERT_BY_ID, values).mappings().first()
+        return {} if row is None else {ids[0]: row}
     found: dict[str, RowMapping] = {}
     unique = list(dict.fromkeys(ids))
     for start in range(0, len(unique), 500):

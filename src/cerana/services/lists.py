@@ -8,7 +8,7 @@ import json
 import logging
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from cerana.domain import custom_fields as definitions
 from cerana.domain.datatypes import DEFAULT_DATATYPES, is_valid_datatype_name
@@ -44,15 +44,22 @@ def list_names(conn: Connection, organisation: str) -> list[str]:
     return sorted(r[0] for r in rows)
 
 
+# Kept, not rebuilt per call: every alert creation reads the datatype list,
+# and building the statement cost more than running it (#4).
+_LIST_ITEMS = (
+    select(tables.dblist.c.id, tables.dblist.c.value)
+    .where(
+        tables.dblist.c.organisation == bindparam("organisation"),
+        tables.dblist.c.list_name == bindparam("list_name"),
+    )
+    .order_by(tables.dblist.c.created_at, tables.dblist.c.id)
+)
+
+
 def list_items(conn: Connection, organisation: str, list_name: str) -> dict[str, Any]:
     """Returns ``{item id: value}`` of one list (empty for an unknown list)."""
-    table = tables.dblist
-    rows = conn.execute(
-        select(table.c.id, table.c.value)
-        .where(table.c.organisation == organisation, table.c.list_name == list_name)
-        .order_by(table.c.created_at, table.c.id)
-    )
-    return {row.id: row.value for row in rows}
+    values = {"organisation": organisation, "list_name": list_name}
+    return {row.id: row.value for row in conn.execute(_LIST_ITEMS, values)}
 
 
 def add_item(conn: Connection, actor: Actor, list_name: str, value: Any) -> str:
