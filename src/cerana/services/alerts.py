@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -275,7 +275,9 @@ def _insert_new(
     options: IngestOptions,
 ) -> list[AlertRecord]:
     now = now_ms()
-    created = [_new_record(conn, actor, draft, options, now) for draft in drafts]
+    # One read of the random source for every artifact id of the batch.
+    ids = iter(new_ids(sum(len(draft.artifacts) for draft in drafts)))
+    created = [_new_record(conn, actor, draft, options, now, ids) for draft in drafts]
     # One executemany per table for the whole batch, handed to the driver
     # as plain tuples: SQLAlchemy's per-row parameter processing cost more
     # than SQLite's work (#4).
@@ -296,6 +298,7 @@ def _new_record(
     draft: AlertDraft,
     options: IngestOptions,
     now: int,
+    artifact_ids: Iterator[str],
 ) -> AlertRecord:
     values = draft.values
     row: dict[str, Any] = {
@@ -324,11 +327,10 @@ def _new_record(
         "updated_at": None,
         "version": 1,
     }
-    ids = new_ids(len(draft.artifacts))
     artifacts = [
         _artifact_row(
             conn,
-            ids[position],
+            next(artifact_ids),
             draft.id,
             actor.organisation,
             position,
@@ -349,8 +351,12 @@ def _artifact_row(
     draft: ArtifactDraft,
     options: IngestOptions,
 ) -> dict[str, Any]:
-    attachment = _store_file(conn, draft, options)
-    key = attachment["attachment_id"] or data_key(draft.data or "")
+    if draft.file is None and draft.attachment_id is None:
+        attachment = _NO_ATTACHMENT
+        key = data_key(draft.data or "")
+    else:
+        attachment = _store_file(conn, draft, options)
+        key = attachment["attachment_id"] or data_key(draft.data or "")
     return {
         "id": artifact_id,
         "alert_id": alert_id,
@@ -366,6 +372,13 @@ def _artifact_row(
         "start_date": draft.start_date,
         **attachment,
     }
+
+
+_NO_ATTACHMENT: Mapping[str, None] = {
+    "attachment_id": None,
+    "attachment_name": None,
+    "attachment_content_type": None,
+}
 
 
 def _store_file(
@@ -388,11 +401,7 @@ def _store_file(
             "attachment_name": draft.attachment_name,
             "attachment_content_type": draft.attachment_content_type,
         }
-    return {
-        "attachment_id": None,
-        "attachment_name": None,
-        "attachment_content_type": None,
-    }
+    return dict(_NO_ATTACHMENT)
 
 
 # -- repeats and updates -------------------------------------------------------
