@@ -235,6 +235,6 @@ def platform_of(conn: Connection) -> Platform:
     workers in this process."""
     with _lock:
         for platform in _running:
-            if platform.db.engine is conn.engine:
+            if platform.db.owns(conn):
                 return platform
     raise RuntimeError("no queue workers run for this database in this process")

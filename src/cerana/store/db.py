@@ -52,6 +52,25 @@ class Database:
         self.url = normalise_url(url)
         self.dialect = make_url(self.url).get_backend_name()
         self.engine = self._create_engine(sqlite_synchronous)
+        # PostgreSQL reads run in autocommit. At READ COMMITTED, its default
+        # and ours, each statement of a transaction takes its own snapshot
+        # anyway, so BEGIN and COMMIT bought nothing but two round trips a
+        # request (the API key look-up is one such read). SQLite keeps its
+        # read transaction: there it is what gives one snapshot to the
+        # statements of a request, and costs no round trip.
+        # A pool of its own: switching a pooled connection in and out of
+        # autocommit at each checkout cost more than the round trips saved.
+        self._reader = (
+            self.engine
+            if self.is_sqlite
+            else create_engine(
+                self.url,
+                pool_size=10,
+                max_overflow=30,
+                pool_pre_ping=True,
+                isolation_level="AUTOCOMMIT",
+            )
+        )
         # Re-entrant: a nested write in the same thread reaches SQLite and
         # fails on its busy timeout, as it did before, instead of hanging.
         self._write_lock: threading.RLock | None = (
@@ -65,7 +84,7 @@ class Database:
     def _create_engine(self, synchronous: str) -> Engine:
         if not self.is_sqlite:
             return create_engine(
-                self.url, pool_size=20, max_overflow=20, pool_pre_ping=True
+                self.url, pool_size=10, max_overflow=30, pool_pre_ping=True
             )
         sqlite_path = make_url(self.url).database
         if sqlite_path and sqlite_path != ":memory:":
@@ -81,8 +100,9 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """Yields a connection inside a read transaction."""
-        with self.engine.connect() as conn, conn.begin():
+        """Yields a connection to read with (see ``_reader``); writes go
+        through `write`."""
+        with self._reader.connect() as conn, conn.begin():
             yield conn
 
     @contextmanager
@@ -108,8 +128,14 @@ class Database:
             command.upgrade(config, "head")
         logger.info("database schema is up to date (%s)", self.dialect)
 
+    def owns(self, conn: Connection) -> bool:
+        """Whether ``conn`` is a connection to this database."""
+        return conn.engine is self.engine or conn.engine is self._reader
+
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._reader is not self.engine:
+            self._reader.dispose()
 
 
 def alembic_config() -> AlembicConfig:
