@@ -146,15 +146,20 @@ def next_number(conn: Connection, organisation: str, name: str) -> int:
     write lock on SQLite, so concurrent callers always get distinct numbers,
     even for the very first value.
     """
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(tables.sequence).values(
-        organisation=organisation, name=name, value=1
+    parameters = {"organisation": organisation, "name": name}
+    return int(conn.execute(_next_value(conn.dialect.name), parameters).scalar_one())
+
+
+@cache
+def _next_value(dialect_name: str) -> Any:
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    sequence = tables.sequence
+    statement = dialect.insert(sequence).values(
+        organisation=bindparam("organisation"), name=bindparam("name"), value=1
     )
-    statement = statement.on_conflict_do_update(
-        index_elements=["organisation", "name"],
-        set_={"value": tables.sequence.c.value + 1},
-    ).returning(tables.sequence.c.value)
-    return int(conn.execute(statement).scalar_one())
+    return statement.on_conflict_do_update(
+        index_elements=["organisation", "name"], set_={"value": sequence.c.value + 1}
+    ).returning(sequence.c.value)
 
 
 def count(conn: Connection, table: Table, *conditions: Any) -> int:
