@@ -159,7 +159,7 @@ def test_similar_finds_the_value_in_other_live_cases_only(admin: httpx.Client) -
 
 
 def test_similar_pages_and_counts_every_match(admin: httpx.Client) -> None:
-    cases = [_case(admin) for _ in range(5)]
+    cases = [_case(admin) for _ in range(12)]
     ids = [
         admin.post(
             f"/api/case/{c['id']}/artifact",
@@ -171,14 +171,29 @@ def test_similar_pages_and_counts_every_match(admin: httpx.Client) -> None:
 
     pages = {
         wanted: admin.get(path, params={"range": wanted})
-        for wanted in ("0-2", "2-4", "3-10", "4-6", "9-12", "all")
+        for wanted in ("0-2", "2-4", "3-10", "4-6", "9-12", "11-15", "all")
     }
 
+    default = admin.get(path)
+
     shown = {wanted: len(page.json()) for wanted, page in pages.items()}
-    assert shown == {"0-2": 2, "2-4": 2, "3-10": 1, "4-6": 0, "9-12": 0, "all": 4}
-    assert {page.headers["X-Total"] for page in pages.values()} == {"4"}
+    assert shown == {
+        "0-2": 2,
+        "2-4": 2,
+        "3-10": 7,
+        "4-6": 2,
+        "9-12": 2,
+        "11-15": 0,
+        "all": 11,
+    }
+    assert {page.headers["X-Total"] for page in pages.values()} == {"11"}
+    # TheHive's default page: the first 10 of the 11.
+    assert len(default.json()) == 10 and default.headers["X-Total"] == "11"
+    assert [o["id"] for o in default.json()] == [
+        o["id"] for o in pages["all"].json()[:10]
+    ]
     every = [o["id"] for o in pages["all"].json()]
-    assert every == [o["id"] for o in pages["0-2"].json() + pages["2-4"].json()]
+    assert every[:4] == [o["id"] for o in pages["0-2"].json() + pages["2-4"].json()]
 
 
 def test_file_observable_is_similar_to_a_hash_observable(admin: httpx.Client) -> None:

@@ -96,7 +96,9 @@ async def delete_observable(request: Request, observable_id: str) -> Response:
 @router.get("/api/case/artifact/{observable_id}/similar")
 async def similar_observables(request: Request, observable_id: str) -> Response:
     actor = await guard(request, "read")
-    offset, limit = query.parse_range(request.query_params.get("range", "0-100"))
+    # TheHive's default page, as for every search: the first 10, with the
+    # total in X-Total.
+    offset, limit = query.parse_range(request.query_params.get("range"))
 
     def run(conn: Connection) -> tuple[list[dict[str, Any]], int]:
         pairs, total = observable_service.similar_observables(
