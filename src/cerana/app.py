@@ -72,16 +72,21 @@ def create_app(settings: Settings, *, prepared: Platform | None = None) -> FastA
         # against each route in order (its /cortex/api prefix is its own).
         # Without the embedded engine there is no Cortex API to offer.
         app.include_router(cortex_api.router)
+    # The busiest first: FastAPI tries a request's path against the routes
+    # one by one (twice, for an included router), about 2 us each, and the
+    # case routes came after 92 others (0.2 ms a request). Routers with
+    # prefixes of their own can move freely; templates, tasks and
+    # observables must stay before the cases' /api/case/{case_id} routes.
     for module in (
-        users,
-        templates,  # before the /api/case/{case_id}/... routes
-        tasks,
-        observables,
-        alerts,
-        webhooks,
+        platform_routes,  # /api/health, /api/status, /api/list
+        templates,  # /api/case/template
+        tasks,  # /api/case/task
+        observables,  # /api/case/artifact
         cases,
-        platform_routes,
+        alerts,
         stream,
+        users,
+        webhooks,
         cortex_routes,
         web_pages,
     ):
