@@ -39,7 +39,7 @@ from sqlalchemy import (
 
 from cerana.analysis import cache, ratelimit, runner
 from cerana.analysis.catalog import CatalogEntry
-from cerana.analysis.configuration import check_configuration
+from cerana.analysis.configuration import Limits, check_configuration
 from cerana.analysis.engine import Engine, engine_for
 from cerana.analysis.errors import ConfigurationRejected, PolicyRefused
 from cerana.analysis.secrets import redacted, scrub, secret_values
@@ -273,24 +273,47 @@ def _admit(platform: Platform, engine: Engine, job_id: str) -> _Admitted | None:
             _end(conn, job, "Failure", now, error_message=exc.message)
             return None
         ratelimit.lock_gate(conn, entry.id, now)
-        delay = ratelimit.admission_delay(conn, entry.id, limits, now)
-        if delay is not None:
-            _hold(conn, job_id, now + int(delay * 1000))
-        else:
-            started = {
-                "status": "InProgress",
-                "start_date": now,
-                "worker": WORKER_ID,
-                "attempts": job["attempts"] + 1,
-                "not_before": None,
-                "updated_at": now,
-            }
-            conn.execute(_UPDATE_JOB, {"job_id": job_id, **started})
+        started, delay = _start(conn, job, entry.id, limits, now)
     if delay is not None:
         logger.debug("job %s waits %.2f s for a slot of %s", job_id, delay, entry.id)
         queue_job(platform, job_id, delay=delay)
         return None
+    if started is None:
+        return None  # cancelled since it was read
     return _Admitted({**job, **started}, entry, config, limits.timeout_seconds)
+
+
+def _start(
+    conn: Connection, job: Row, analyzer_id: str, limits: Limits, now: int
+) -> tuple[dict[str, Any] | None, float | None]:
+    """Turns ``job`` InProgress if the analyzer's limits allow it.
+
+    Returns (the changed values, None); or (None, seconds to wait) once the
+    job is held back; or (None, None) if it is no longer Waiting. Call
+    under `ratelimit.lock_gate`.
+    """
+    started = {
+        "status": "InProgress",
+        "start_date": now,
+        "worker": WORKER_ID,
+        "attempts": job["attempts"] + 1,
+        "not_before": None,
+        "updated_at": now,
+    }
+    params = {"job_id": job["id"], "only_from": "Waiting", **started}
+    if limits.rate is None:
+        # Without a rate limit, the concurrency check and the update are
+        # one statement: a round trip less per job on PostgreSQL (#6).
+        bounded = {**params, "gate": analyzer_id, "concurrency": limits.concurrency}
+        if conn.execute(_START_BELOW_CONCURRENCY, bounded).rowcount:
+            return started, None
+    delay = ratelimit.admission_delay(conn, analyzer_id, limits, now)
+    if delay is not None:
+        _hold(conn, job["id"], now + int(delay * 1000))
+        return None, delay
+    if conn.execute(_UPDATE_JOB_FROM, params).rowcount:
+        return started, None
+    return None, None
 
 
 def _hold(conn: Connection, job_id: str, until: int) -> None:
@@ -439,6 +462,14 @@ _UPDATE_JOB = update(tables.analysis_job).where(
 )
 _UPDATE_JOB_FROM = _UPDATE_JOB.where(
     tables.analysis_job.c.status == bindparam("only_from")
+)
+_IN_PROGRESS = tables.analysis_job.alias("in_progress")
+_START_BELOW_CONCURRENCY = _UPDATE_JOB_FROM.where(
+    select(func.count())
+    .where(_IN_PROGRESS.c.analyzer_id == bindparam("gate"))
+    .where(_IN_PROGRESS.c.status == "InProgress")
+    .scalar_subquery()
+    < bindparam("concurrency")
 )
 
 
