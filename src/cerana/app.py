@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -36,6 +37,10 @@ from cerana.platform import Platform
 from cerana.web import pages as web_pages
 
 logger = logging.getLogger(__name__)
+
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction
+# was rolled back and the same request can simply be sent again.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
 
 def create_app(settings: Settings, *, prepared: Platform | None = None) -> FastAPI:
@@ -208,3 +213,22 @@ def _install_error_handlers(app: FastAPI) -> None:
             "message": f"internal error; quote request id {request_id} to your administrator",
         }
         return json_response(body, 500)
+
+    @app.exception_handler(DBAPIError)
+    async def on_database_error(request: Request, exc: DBAPIError) -> Response:
+        if getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+            # Nothing was written: the whole transaction was rolled back.
+            logger.warning(
+                "request %s %s %s met a concurrent transaction: %s",
+                getattr(request.state, "request_id", "-"),
+                request.method,
+                request.url.path,
+                type(exc.orig).__name__,
+            )
+            body = {
+                "type": "ConflictError",
+                "message": "a concurrent change got in the way and nothing was "
+                "saved; send the request again",
+            }
+            return json_response(body, 409)
+        return await on_unexpected(request, exc)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 
 from tests.api.conftest import LiveServer
 
@@ -349,3 +351,79 @@ def test_totals_of_status_and_tag_searches_follow_every_change(
         wanted = sum(1 for c in cases if selects(c))
         assert int(response.headers["X-Total"]) == wanted, query
         assert len(response.json()) == wanted, query
+
+
+def test_concurrent_tag_writes_keep_the_tag_totals(server: LiveServer) -> None:
+    """Creations, tag changes and closes at once, sharing tags given in
+    every order: none fails (no deadlock on the counter rows) and the
+    totals still agree with the cases."""
+    clients = [server.client() for _ in range(8)]
+    orders = [["red", "green", "blue"], ["blue", "red"], ["green", "blue", "red"]]
+
+    def work(index: int) -> None:
+        client = clients[index % 8]
+        tags = orders[index % 3]
+        response = client.post(
+            "/api/case", json={"title": f"t{index}", "description": "d", "tags": tags}
+        )
+        assert response.status_code == 201, response.text
+        case_id = response.json()["id"]
+        changed = client.patch(f"/api/case/{case_id}", json={"tags": tags[::-1][:2]})
+        assert changed.status_code == 200, changed.text
+        if index % 2:
+            closed = client.patch(
+                f"/api/case/{case_id}",
+                json={
+                    "status": "Resolved",
+                    "resolutionStatus": "Other",
+                    "impactStatus": "NoImpact",
+                    "summary": "done",
+                },
+            )
+            assert closed.status_code == 200, closed.text
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(work, range(48)))
+
+    admin = clients[0]
+    cases = admin.post("/api/case/_search", json={"range": "all"}).json()
+    for status in ("Open", "Resolved"):
+        for tag in ("red", "green", "blue"):
+            query = {"_and": [{"status": status}, {"tags": tag}]}
+            found = admin.post("/api/case/_search", json={"query": query})
+            wanted = sum(1 for c in cases if c["status"] == status and tag in c["tags"])
+            assert int(found.headers["X-Total"]) == wanted, (status, tag)
+
+
+def test_a_deadlock_answers_409_and_saves_nothing(
+    server: LiveServer, admin: httpx.Client
+) -> None:
+    """PostgreSQL aborts one of two transactions that wait for each other;
+    the request it aborts answers 409 ConflictError, not 500."""
+    db = server.platform.db
+    if db.is_sqlite:
+        return  # one writer at a time: SQLite cannot deadlock
+    closing = {
+        "status": "Resolved",
+        "resolutionStatus": "Other",
+        "impactStatus": "NoImpact",
+        "summary": "done",
+    }
+    closed = admin.patch(f"/api/case/{_case(admin)['id']}", json=closing)
+    assert closed.status_code == 200  # both counter rows now exist
+    case = _case(admin, title="to close")
+    counter = "UPDATE case_count SET total = total WHERE status = :status"
+    with db.engine.connect() as other, other.begin():
+        # Only the request's transaction looks for the deadlock, and loses.
+        other.exec_driver_sql("SET LOCAL deadlock_timeout = '60s'")
+        other.execute(sa.text(counter), {"status": "Resolved"})
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            # The close takes the Open counter, then waits for Resolved.
+            pending = pool.submit(admin.patch, f"/api/case/{case['id']}", json=closing)
+            time.sleep(0.5)
+            other.execute(sa.text(counter), {"status": "Open"})
+            response = pending.result(timeout=30)
+
+    assert response.status_code == 409, response.text
+    assert response.json()["type"] == "ConflictError"
+    assert admin.get(f"/api/case/{case['id']}").json()["status"] == "Open"

@@ -194,15 +194,30 @@ def _write_side_tables(
 def _write_tags(
     conn: Connection, model: Model, record_id: str, tags: list[str], replace: bool
 ) -> None:
+    """Writes the tag rows of a record: all of ``tags`` for a new record;
+    for a replacement, only the tags removed and added, one by one in tag
+    order.
+
+    Order matters on PostgreSQL, where each tag row moves a counter row
+    (migration 0007) that stays locked until commit: transactions that
+    lock counter rows in one order (by tag) cannot deadlock on them, and
+    unchanged tags lock nothing.
+    """
     assert model.tag_table is not None and model.tag_column is not None
     table, column = model.tag_table, model.tag_column
-    if replace:
-        conn.execute(delete(table).where(table.c[column] == record_id))
-    if tags:
-        # In order: PostgreSQL's tag counters (migration 0007) then lock their
-        # rows in one order in every transaction, which cannot deadlock.
-        rows = [{column: record_id, "tag": tag} for tag in sorted(tags)]
-        conn.execute(insert(table), rows)
+    owner = table.c[column]
+    if not replace:
+        if tags:
+            rows = [{column: record_id, "tag": tag} for tag in sorted(set(tags))]
+            conn.execute(insert(table), rows)
+        return
+    held = set(conn.execute(select(table.c.tag).where(owner == record_id)).scalars())
+    wanted = set(tags)
+    for tag in sorted(held ^ wanted):
+        if tag in held:
+            conn.execute(delete(table).where(owner == record_id, table.c.tag == tag))
+        else:
+            conn.execute(insert(table), [{column: record_id, "tag": tag}])
 
 
 _CUSTOM_COLUMNS = {

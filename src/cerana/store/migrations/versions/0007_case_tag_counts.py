@@ -13,6 +13,10 @@ The triggers keep them whatever writes the tags: a tag added or removed,
 a case whose status or organisation changes, a case deleted. A deleted
 case first drops its own tags (while the case still says which counters
 they count in); the foreign key's cascade then finds nothing left.
+
+On PostgreSQL the status counters of 0004 and 0006 are redefined to take
+their rows in a fixed order (see below); a downgrade keeps that
+definition, which counts the same.
 """
 
 import sqlalchemy as sa
@@ -75,9 +79,42 @@ _SQLITE_TRIGGERS = (
     """,
 )
 
-# Counter rows are locked in tag order (the service inserts tags sorted),
-# so two transactions touching the same tags cannot deadlock on them.
+# PostgreSQL keeps a counter row locked until commit. Every transaction
+# takes its counter rows in one order, so none waits for a row another holds
+# while holding one that other wants: tags in ascending order (the service
+# writes them so), and for a status change the lower (organisation, status)
+# row first. The status counters of 0004 and 0006 are redefined here to
+# follow the same rule; their counts are unchanged.
+_ORDERED_STATUS_COUNTER = """
+    CREATE OR REPLACE FUNCTION cerana_{counter}() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+      IF TG_OP = 'UPDATE'
+         AND (NEW.organisation, NEW.status) < (OLD.organisation, OLD.status) THEN
+        INSERT INTO {counter} (organisation, status, total)
+        VALUES (NEW.organisation, NEW.status, 1)
+        ON CONFLICT (organisation, status) DO UPDATE SET total = {counter}.total + 1;
+        UPDATE {counter} SET total = total - 1
+        WHERE organisation = OLD.organisation AND status = OLD.status;
+        RETURN NULL;
+      END IF;
+      IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        UPDATE {counter} SET total = total - 1
+        WHERE organisation = OLD.organisation AND status = OLD.status;
+      END IF;
+      IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO {counter} (organisation, status, total)
+        VALUES (NEW.organisation, NEW.status, 1)
+        ON CONFLICT (organisation, status) DO UPDATE SET total = {counter}.total + 1;
+      END IF;
+      RETURN NULL;
+    END
+    $$
+"""
+
 _POSTGRESQL_TRIGGERS = (
+    _ORDERED_STATUS_COUNTER.format(counter="alert_count"),
+    _ORDERED_STATUS_COUNTER.format(counter="case_count"),
     """
     CREATE FUNCTION cerana_case_tag_count() RETURNS trigger
     LANGUAGE plpgsql AS $$
@@ -109,16 +146,26 @@ _POSTGRESQL_TRIGGERS = (
     LANGUAGE plpgsql AS $$
     DECLARE
       carried text;
+      new_first boolean :=
+        (NEW.organisation, NEW.status) < (OLD.organisation, OLD.status);
     BEGIN
       FOR carried IN SELECT tag FROM case_tag WHERE case_id = OLD.id ORDER BY tag
       LOOP
+        IF new_first THEN
+          INSERT INTO case_tag_count (organisation, status, tag, total)
+          VALUES (NEW.organisation, NEW.status, carried, 1)
+          ON CONFLICT (organisation, status, tag)
+          DO UPDATE SET total = case_tag_count.total + 1;
+        END IF;
         UPDATE case_tag_count SET total = total - 1
         WHERE organisation = OLD.organisation AND status = OLD.status
           AND tag = carried;
-        INSERT INTO case_tag_count (organisation, status, tag, total)
-        VALUES (NEW.organisation, NEW.status, carried, 1)
-        ON CONFLICT (organisation, status, tag)
-        DO UPDATE SET total = case_tag_count.total + 1;
+        IF NOT new_first THEN
+          INSERT INTO case_tag_count (organisation, status, tag, total)
+          VALUES (NEW.organisation, NEW.status, carried, 1)
+          ON CONFLICT (organisation, status, tag)
+          DO UPDATE SET total = case_tag_count.total + 1;
+        END IF;
       END LOOP;
       RETURN NULL;
     END
