@@ -262,3 +262,38 @@ def test_datatype_list_includes_autonomous_system_and_admin_can_extend_it(
     assert added.status_code == 200
     assert refused.status_code == 403
     assert {"autonomous-system", "btc-address"} <= set(listed.values())
+
+
+def test_search_with_nstats_counts_other_live_cases_per_observable(
+    admin: httpx.Client,
+) -> None:
+    mine, second, third, deleted = (_case(admin) for _ in range(4))
+    content = b"dropper bytes"
+
+    def add(case: dict[str, object], data_type: str, data: str) -> None:
+        response = admin.post(
+            f"/api/case/{case['id']}/artifact",
+            json={"dataType": data_type, "data": data, "message": "m"},
+        )
+        assert response.status_code == 201, response.text
+
+    for case in (mine, second, third, deleted):
+        add(case, "domain", "everywhere.example")
+    add(second, "ip", "192.0.2.44")
+    add(mine, "ip", "192.0.2.44")
+    add(mine, "mail", "nobody@example.org")
+    add(mine, "hash", hashlib.sha256(content).hexdigest())
+    admin.post(
+        f"/api/case/{third['id']}/artifact",
+        data={"_json": '{"dataType": "file", "message": "sample"}'},
+        files={"attachment": ("drop.bin", content, "application/octet-stream")},
+    )
+    admin.delete(f"/api/case/{deleted['id']}")
+
+    found = admin.post(
+        f"/api/case/{mine['id']}/artifact/_search",
+        json={"nstats": True, "range": "all"},
+    ).json()
+
+    seen = {o["dataType"]: o["stats"]["seen"] for o in found}
+    assert seen == {"domain": 2, "ip": 1, "mail": 0, "hash": 1}
