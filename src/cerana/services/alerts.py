@@ -120,10 +120,12 @@ def ingest_alerts(
     fails they are inserted again one savepoint each, so one bad item never
     undoes the others. Repeats are counted or refused as in `create_alert`.
     """
-    # Limitation: 450 to 1,050 alerts/s with 10 artifacts each on two cores
-    # (docs/performance.md), below the 5,000/s target, because every value
-    # is checked and normalised in Python, SQLAlchemy builds each row's
-    # parameters, and the request runs on one core (#4).
+    # Limitation: below the 5,000 alerts/s target (about 2,000/s on an
+    # empty database, 400 to 500/s at 500,000 alerts on the shared two-core
+    # machine, docs/performance.md), because SQLite alone spends about
+    # 0.35 ms per alert keeping the three artifact indexes of a 5-million-row
+    # table, and every value is checked and normalised in Python on one
+    # core (#4).
     if len(bodies) > MAX_BULK_ITEMS:
         raise InvalidInput(f"at most {MAX_BULK_ITEMS} alerts can be sent at once")
     datatypes = lists.datatypes(conn, actor.organisation)
