@@ -463,6 +463,8 @@ _UPDATE_JOB = update(tables.analysis_job).where(
 _UPDATE_JOB_FROM = _UPDATE_JOB.where(
     tables.analysis_job.c.status == bindparam("only_from")
 )
+# The running jobs counted inside the job's own update: under an alias, or
+# SQLAlchemy would correlate the count to the row being updated.
 _IN_PROGRESS = tables.analysis_job.alias("in_progress")
 _START_BELOW_CONCURRENCY = _UPDATE_JOB_FROM.where(
     select(func.count())
