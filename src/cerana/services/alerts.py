@@ -120,8 +120,8 @@ def ingest_alerts(
     fails they are inserted again one savepoint each, so one bad item never
     undoes the others. Repeats are counted or refused as in `create_alert`.
     """
-    # Limitation: below the 5,000 alerts/s target (about 2,000/s on an
-    # empty database, 400 to 500/s at 500,000 alerts on the shared two-core
+    # Limitation: below the 5,000 alerts/s target (about 2,100/s on an
+    # empty database, 540 to 610/s at 570,000 alerts on the two-core
     # machine, docs/performance.md), because SQLite alone spends about
     # 0.35 ms per alert keeping the three artifact indexes of a 5-million-row
     # table, and every value is checked and normalised in Python on one
