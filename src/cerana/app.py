@@ -231,4 +231,20 @@ def _install_error_handlers(app: FastAPI) -> None:
                 "saved; send the request again",
             }
             return json_response(body, 409)
+        if exc.connection_invalidated:
+            # The server went away under a pooled connection (a restart):
+            # the pool has dropped it and the next request gets a new one.
+            logger.warning(
+                "request %s %s %s lost its database connection: %s",
+                getattr(request.state, "request_id", "-"),
+                request.method,
+                request.url.path,
+                type(exc.orig).__name__,
+            )
+            body = {
+                "type": "ServiceUnavailable",
+                "message": "the database connection was lost and nothing was "
+                "saved; send the request again",
+            }
+            return json_response(body, 503)
         return await on_unexpected(request, exc)

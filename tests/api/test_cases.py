@@ -8,9 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
+from cerana.store import db as db_module
 from tests.api.conftest import LiveServer
+from tests.conftest import POSTGRES_ADMIN_URL
 
 
 def _case(admin: httpx.Client, **fields: object) -> dict[str, object]:
@@ -427,3 +430,47 @@ def test_a_deadlock_answers_409_and_saves_nothing(
     assert response.status_code == 409, response.text
     assert response.json()["type"] == "ConflictError"
     assert admin.get(f"/api/case/{case['id']}").json()["status"] == "Open"
+
+
+def _kill_pooled_connections(engine: sa.Engine) -> None:
+    """Ends, on the server side, every connection idle in ``engine``'s pool."""
+    held = [engine.connect() for _ in range(engine.pool.checkedin())]  # type: ignore[attr-defined]
+    pids = [
+        conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() for conn in held
+    ]
+    for conn in held:
+        conn.close()
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            for pid in pids:
+                conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        admin.dispose()
+
+
+def test_a_lost_database_connection_answers_503_once_then_recovers(
+    server: LiveServer, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PostgreSQL restart under pooled connections costs one 503 per pool,
+    with nothing saved; the pool then replaces its connections."""
+    db = server.platform.db
+    if db.is_sqlite:
+        return  # a file, no connection to lose
+    case = _case(admin, title="before the restart")
+    # The connections were used a moment ago, so none is pinged first.
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", 1e9)
+    _kill_pooled_connections(db._reader)
+    _kill_pooled_connections(db.engine)
+
+    read = admin.get(f"/api/case/{case['id']}")
+    assert read.status_code == 503, read.text
+    assert read.json()["type"] == "ServiceUnavailable"
+    assert admin.get(f"/api/case/{case['id']}").status_code == 200
+
+    lost = admin.patch(f"/api/case/{case['id']}", json={"title": "lost"})
+    assert lost.status_code == 503, lost.text
+    assert admin.get(f"/api/case/{case['id']}").json()["title"] == "before the restart"
+    saved = admin.patch(f"/api/case/{case['id']}", json={"title": "after"})
+    assert saved.status_code == 200, saved.text
+    assert admin.get(f"/api/case/{case['id']}").json()["title"] == "after"
