@@ -62,21 +62,9 @@ def record_audit(
     # Parameters apart from the statement: it is compiled once and cached,
     # where .values(...) built a new statement for every record (#4, bulk
     # ingestion writes thousands per request).
-    inserted = conn.execute(
-        _INSERT_AUDIT,
-        {
-            "organisation": actor.organisation,
-            "operation": operation,
-            "object_type": spec.model,
-            "object_id": object_id,
-            "root_id": root_id,
-            "request_id": actor.request_id,
-            "base": actor.audited == 0,
-            "details": dict(details),
-            "created_by": actor.login,
-            "created_at": now_ms(),
-        },
-    )
+    row = _audit_row(actor, operation, spec, object_id, root_id, details)
+    row.update(base=actor.audited == 0, created_at=now_ms())
+    inserted = conn.execute(_INSERT_AUDIT, row)
     actor.audited += 1
     webhooks.queue_deliveries(conn, actor.organisation, spec.model, operation, inserted)
 
@@ -109,20 +97,32 @@ def record_audits(
             )
         return
     now, first = now_ms(), actor.audited
-    rows = [
-        {
-            "organisation": actor.organisation,
-            "operation": operation,
-            "object_type": spec.model,
-            "object_id": object_id,
-            "root_id": root_id,
-            "request_id": actor.request_id,
-            "base": first + number == 0,
-            "details": details,
-            "created_by": actor.login,
-            "created_at": now,
-        }
-        for number, (object_id, root_id, details) in enumerate(changes)
-    ]
+    rows = []
+    for number, (object_id, root_id, details) in enumerate(changes):
+        row = _audit_row(actor, operation, spec, object_id, root_id, details)
+        row.update(base=first + number == 0, created_at=now)
+        rows.append(row)
     bulk.insert_rows(conn, tables.audit, rows)
     actor.audited += len(rows)
+
+
+def _audit_row(
+    actor: Actor,
+    operation: str,
+    spec: EntitySpec,
+    object_id: str,
+    root_id: str,
+    details: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The columns of an audit record but ``base`` (whether it is the
+    request's first) and ``created_at``."""
+    return {
+        "organisation": actor.organisation,
+        "operation": operation,
+        "object_type": spec.model,
+        "object_id": object_id,
+        "root_id": root_id,
+        "request_id": actor.request_id,
+        "details": dict(details),
+        "created_by": actor.login,
+    }
