@@ -7,7 +7,7 @@ not optional: when it cannot be reached the run fails, it never skips.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -78,6 +78,17 @@ def database_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
 
 
 _ENGINES: dict[str, Database] = {}
+
+
+def terminate_backends(pids: Iterable[int]) -> None:
+    """Ends PostgreSQL server processes, as a database restart would."""
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            for pid in pids:
+                conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        admin.dispose()
 
 
 @pytest.fixture(params=BACKENDS)

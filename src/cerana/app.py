@@ -216,35 +216,48 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def on_database_error(request: Request, exc: DBAPIError) -> Response:
+        # In both cases below the whole transaction was rolled back: nothing
+        # was written, and the same request can simply be sent again.
         if getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
-            # Nothing was written: the whole transaction was rolled back.
-            logger.warning(
-                "request %s %s %s met a concurrent transaction: %s",
-                getattr(request.state, "request_id", "-"),
-                request.method,
-                request.url.path,
-                type(exc.orig).__name__,
+            return _send_again(
+                request,
+                exc,
+                "met a concurrent transaction",
+                409,
+                "ConflictError",
+                "a concurrent change got in the way",
             )
-            body = {
-                "type": "ConflictError",
-                "message": "a concurrent change got in the way and nothing was "
-                "saved; send the request again",
-            }
-            return json_response(body, 409)
         if exc.connection_invalidated:
             # The server went away under a pooled connection (a restart):
             # the pool has dropped it and the next request gets a new one.
-            logger.warning(
-                "request %s %s %s lost its database connection: %s",
-                getattr(request.state, "request_id", "-"),
-                request.method,
-                request.url.path,
-                type(exc.orig).__name__,
+            return _send_again(
+                request,
+                exc,
+                "lost its database connection",
+                503,
+                "ServiceUnavailable",
+                "the database connection was lost",
             )
-            body = {
-                "type": "ServiceUnavailable",
-                "message": "the database connection was lost and nothing was "
-                "saved; send the request again",
-            }
-            return json_response(body, 503)
         return await on_unexpected(request, exc)
+
+
+def _send_again(
+    request: Request,
+    exc: DBAPIError,
+    what: str,
+    status: int,
+    kind: str,
+    cause: str,
+) -> Response:
+    """The answer to a request whose transaction the database rolled back
+    for a passing reason: say so, and that nothing was saved."""
+    logger.warning(
+        "request %s %s %s %s: %s",
+        getattr(request.state, "request_id", "-"),
+        request.method,
+        request.url.path,
+        what,
+        type(exc.orig).__name__,
+    )
+    message = f"{cause} and nothing was saved; send the request again"
+    return json_response({"type": kind, "message": message}, status)

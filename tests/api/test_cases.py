@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from cerana.store import db as db_module
 from tests.api.conftest import LiveServer
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import terminate_backends
 
 
 def _case(admin: httpx.Client, **fields: object) -> dict[str, object]:
@@ -440,13 +440,7 @@ def _kill_pooled_connections(engine: sa.Engine) -> None:
     ]
     for conn in held:
         conn.close()
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            for pid in pids:
-                conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-    finally:
-        admin.dispose()
+    terminate_backends(pids)
 
 
 def test_a_lost_database_connection_answers_503_once_then_recovers(

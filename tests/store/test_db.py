@@ -9,11 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from cerana.store import db as db_module
 from cerana.store.db import Database
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import terminate_backends
 
 
 @pytest.fixture
@@ -32,21 +31,11 @@ def _backend_pids(database: Database) -> set[int]:
     return pids
 
 
-def _terminate(pids: set[int]) -> None:
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            for pid in pids:
-                conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-    finally:
-        admin.dispose()
-
-
 def test_connections_killed_while_idle_are_replaced_before_use(
     postgres: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = _backend_pids(postgres)
-    _terminate(old)
+    terminate_backends(old)
     # Every checkout counts as idle long enough to be pinged.
     monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", 0.0)
 
