@@ -121,8 +121,8 @@ def ingest_alerts(
     undoes the others. Repeats are counted or refused as in `create_alert`.
     """
     # Limitation: below the 5,000 alerts/s target (about 2,100/s on an
-    # empty database, 540 to 610/s at 570,000 alerts on the two-core
-    # machine, docs/performance.md), because SQLite alone spends about
+    # empty database, 420 to 610/s at 500,000 to 570,000 alerts on the
+    # two-core machine, docs/performance.md), because SQLite alone spends about
     # 0.35 ms per alert keeping the three artifact indexes of a 5-million-row
     # table, and every value is checked and normalised in Python on one
     # core (#4).
