@@ -62,8 +62,14 @@ def record_audit(
     # Parameters apart from the statement: it is compiled once and cached,
     # where .values(...) built a new statement for every record (#4, bulk
     # ingestion writes thousands per request).
-    row = _audit_row(actor, operation, spec, object_id, root_id, details)
-    row.update(base=actor.audited == 0, created_at=now_ms())
+    row = _audit_row(
+        actor,
+        operation,
+        spec,
+        (object_id, root_id, details),
+        actor.audited == 0,
+        now_ms(),
+    )
     inserted = conn.execute(_INSERT_AUDIT, row)
     actor.audited += 1
     webhooks.queue_deliveries(conn, actor.organisation, spec.model, operation, inserted)
@@ -97,11 +103,10 @@ def record_audits(
             )
         return
     now, first = now_ms(), actor.audited
-    rows = []
-    for number, (object_id, root_id, details) in enumerate(changes):
-        row = _audit_row(actor, operation, spec, object_id, root_id, details)
-        row.update(base=first + number == 0, created_at=now)
-        rows.append(row)
+    rows = [
+        _audit_row(actor, operation, spec, change, first + number == 0, now)
+        for number, change in enumerate(changes)
+    ]
     bulk.insert_rows(conn, tables.audit, rows)
     actor.audited += len(rows)
 
@@ -110,12 +115,13 @@ def _audit_row(
     actor: Actor,
     operation: str,
     spec: EntitySpec,
-    object_id: str,
-    root_id: str,
-    details: Mapping[str, Any],
+    change: tuple[str, str, Mapping[str, Any]],
+    base: bool,
+    created_at: int,
 ) -> dict[str, Any]:
-    """The columns of an audit record but ``base`` (whether it is the
-    request's first) and ``created_at``."""
+    """The columns of one audit record; ``change`` is (object id, root id,
+    details), ``base`` whether it is the request's first record."""
+    object_id, root_id, details = change
     return {
         "organisation": actor.organisation,
         "operation": operation,
@@ -125,4 +131,6 @@ def _audit_row(
         "request_id": actor.request_id,
         "details": dict(details),
         "created_by": actor.login,
+        "base": base,
+        "created_at": created_at,
     }

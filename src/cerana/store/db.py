@@ -65,6 +65,8 @@ class Database:
             )
         self.url = normalise_url(url)
         self.dialect = make_url(self.url).get_backend_name()
+        # The SQLite database file; None in memory and on a server.
+        self._file = _sqlite_file(self.url) if self.is_sqlite else None
         self.engine = self._create_engine(sqlite_synchronous)
         # PostgreSQL reads run in autocommit. At READ COMMITTED, its default
         # and ours, each statement of a transaction takes its own snapshot
@@ -84,8 +86,7 @@ class Database:
         self._write_lock: threading.RLock | None = (
             threading.RLock() if self.is_sqlite else None
         )
-        sqlite_file = _sqlite_file(self.url) if self.is_sqlite else None
-        self._checkpointer = _Checkpointer(sqlite_file) if sqlite_file else None
+        self._checkpointer = _Checkpointer(self._file) if self._file else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -94,16 +95,15 @@ class Database:
     def _create_engine(self, synchronous: str) -> Engine:
         if not self.is_sqlite:
             return _server_engine(self.url)
-        sqlite_file = _sqlite_file(self.url)
-        if sqlite_file:
-            Path(sqlite_file).parent.mkdir(parents=True, exist_ok=True)
+        if self._file:
+            Path(self._file).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             self.url,
             pool_size=16,
             max_overflow=16,
             connect_args={"check_same_thread": False, "timeout": 30},
         )
-        _configure_sqlite(engine, synchronous, checkpoint_in_thread=bool(sqlite_file))
+        _configure_sqlite(engine, synchronous, checkpoint_in_thread=bool(self._file))
         return engine
 
     @contextmanager
