@@ -36,7 +36,10 @@ def test_signing_in_and_closing_a_case_work_from_the_keyboard(
     page = new_context().new_page()
 
     page.goto(f"{server.url}/cases/{case['id']}")
-    page.keyboard.type("admin")  # the login field has the focus
+    # The browser applies autofocus at its next rendering step, which can
+    # come after goto returns: wait for it instead of losing a keystroke.
+    expect(page.locator("#login")).to_be_focused()
+    page.keyboard.type("admin")
     page.keyboard.press("Tab")
     page.keyboard.type(ADMIN_PASSWORD)
     page.keyboard.press("Enter")
