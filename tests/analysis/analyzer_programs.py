@@ -23,11 +23,13 @@ class Echo(Analyzer):
         if data == "leak":
             sys.stderr.write("cannot log in with key " + key + "\\n")
             sys.exit(3)
-        sample = os.path.join(tempfile.mkdtemp(), "dropped.txt")
-        with open(sample, "w") as handle:
-            handle.write("dropped by " + data)
-        self.sample = sample
-        self.report({"echo": data, "has_key": bool(key), "service": self.get_param("config.service")})
+        # report() copies the dropped file into the job's output folder.
+        with tempfile.TemporaryDirectory() as folder:
+            sample = os.path.join(folder, "dropped.txt")
+            with open(sample, "w") as handle:
+                handle.write("dropped by " + data)
+            self.sample = sample
+            self.report({"echo": data, "has_key": bool(key), "service": self.get_param("config.service")})
 
     def summary(self, raw):
         return {"taxonomies": [self.build_taxonomy("malicious", "Echo", "Seen", raw["echo"])]}
