@@ -396,14 +396,15 @@ def similar_observables(
         "organisation": organisation,
         "offset": offset,
     }
-    page, counting = _SIMILAR[hashed]
-    if limit is None:
-        page = page.limit(None)
-    else:
+    page, counting = _SIMILAR[hashed, limit is not None]
+    if limit is not None:
         parameters["limit"] = limit
     rows = list(conn.execute(page, parameters).mappings())
-    total = _total_from_page(offset, limit, len(rows))
-    if total is None:
+    if rows:
+        total = int(rows[0]["total"])
+    elif offset == 0:
+        total = 0
+    else:  # past the end: the page cannot tell how many there are
         total = int(conn.execute(counting, parameters).scalar_one())
     cases = records.fetch_many(
         conn, models.CASE, list({r["case_id"] for r in rows}), organisation
@@ -411,9 +412,16 @@ def similar_observables(
     return [(r, cases[r["case_id"]]) for r in rows], total
 
 
-def _similar_statements(*, hashed: bool) -> tuple[Any, Any]:
+def _similar_statements(*, hashed: bool, limited: bool) -> tuple[Any, Any]:
     """The page and the count of `similar_observables`, on bound parameters
-    (data_type, data_key, id, case_id, organisation, offset, limit)."""
+    (data_type, data_key, id, case_id, organisation, offset, and limit when
+    ``limited``).
+
+    The page's rows are whole observables, each with the number of all
+    matches (``total``), found in one pass over the matches: the sort has
+    to see them all anyway, and it sorts ids, not whole rows, which are
+    read for the page alone.
+    """
     table, case = tables.observable, tables.case
     where = (
         _similar_to(
@@ -427,31 +435,30 @@ def _similar_statements(*, hashed: bool) -> tuple[Any, Any]:
         _live_case_condition(bindparam("organisation")),
     )
     joined = table.join(case, case.c.id == table.c.case_id)
-    page = (
-        select(table)
+    matches = (
+        select(table.c.id, table.c.start_date, func.count().over().label("total"))
         .select_from(joined)
         .where(*where)
         .order_by(table.c.start_date.desc(), table.c.id.desc())
         .offset(bindparam("offset"))
-        .limit(bindparam("limit"))
+    )
+    if limited:
+        matches = matches.limit(bindparam("limit"))
+    found = matches.subquery("found")
+    page = (
+        select(table, found.c.total)
+        .join_from(found, table, table.c.id == found.c.id)
+        .order_by(found.c.start_date.desc(), found.c.id.desc())
     )
     return page, select(func.count()).select_from(joined).where(*where)
 
 
-# Built once, as the seen counts below are: (page, count) by "hashed".
-_SIMILAR = {hashed: _similar_statements(hashed=hashed) for hashed in (False, True)}
-
-
-def _total_from_page(offset: int, limit: int | None, found: int) -> int | None:
-    """The number of matches when a page shows where they end, else None.
-
-    A page shorter than asked for holds the last match, so the matches are
-    the ones skipped plus the ones on it; most values are in a handful of
-    cases, and their look-up needs no count.
-    """
-    if (limit is None or found < limit) and (found or offset == 0):
-        return offset + found
-    return None
+# Built once, as the seen counts below are: (page, count) by (hashed, limited).
+_SIMILAR = {
+    (hashed, limited): _similar_statements(hashed=hashed, limited=limited)
+    for hashed in (False, True)
+    for limited in (False, True)
+}
 
 
 def _seen_count_statement() -> Any:

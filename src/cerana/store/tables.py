@@ -111,8 +111,16 @@ case = Table(
     Index("ix_case_start", "organisation", "start_date"),
     Index("ix_case_owner", "owner"),
     # Covers the filters and sort of the case list, so counting the cases
-    # a tag look-up found never reads the (wide) rows themselves.
-    Index("ix_case_cover", "id", "organisation", "status", "start_date"),
+    # a tag look-up found never reads the (wide) rows themselves, and the
+    # liveness test of the similar look-up (resolution: duplicates).
+    Index(
+        "ix_case_cover",
+        "id",
+        "organisation",
+        "status",
+        "start_date",
+        "resolution_status",
+    ),
 )
 
 case_tag = Table(
@@ -235,7 +243,17 @@ observable = Table(
     Column("attachment_content_type", String(256)),
     *_record_columns(),
     UniqueConstraint("case_id", "data_type", "data_key", name="uq_observable_in_case"),
-    Index("ix_observable_value", "data_type", "data_key"),
+    # Covers the similar look-up: which live observables of other cases
+    # hold a value, newest first, without reading their rows.
+    Index(
+        "ix_observable_value",
+        "data_type",
+        "data_key",
+        "status",
+        "case_id",
+        "start_date",
+        "id",
+    ),
     Index("ix_observable_case", "case_id", "status"),
 )
 
