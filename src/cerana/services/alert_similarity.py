@@ -149,10 +149,10 @@ def find_similarity(
 ) -> tuple[dict[str, Known], list[SimilarCase]]:
     """Returns `known_observables` and `similar_cases` together, reading the
     matching observables once for both (the alert preview shows both)."""
-    # Limitation: p95 12.6 ms at 500,000 alerts on a quiet machine, but 23
-    # to 27 ms under load or on PostgreSQL, above the 20 ms target, because
-    # a value many alerts hold reads up to 1,001 index entries to be
-    # counted, and up to max_similar_cases cases are fetched whole (#4).
+    # Limitation: p95 9.5 to 12.6 ms at 500,000 alerts on a quiet machine,
+    # but 23 to 39 ms under load or on PostgreSQL, above the 20 ms target,
+    # because a value many alerts hold reads up to 1,001 index entries to
+    # be counted, and up to max_similar_cases cases are fetched whole (#4).
     matches = _live_matches(conn, organisation, probes)
     known = _known(
         probes, matches, _known_in_alerts(conn, organisation, alert_id, probes)
