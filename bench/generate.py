@@ -587,7 +587,9 @@ class _ObservableBatch:
         self.observables.append(row)
         self.tags += ({"observable_id": row["id"], "tag": tag} for tag in row["tags"])
         if row["data_type"] == "hash":
-            self.hashes.append({"observable_id": row["id"], "hash": row["data"]})
+            self.hashes.append(
+                {"observable_id": row["id"], "hash": row["data"], "data_type": "hash"}
+            )
 
     def tables(self) -> Batch:
         return [

@@ -220,6 +220,59 @@ def test_file_observable_is_similar_to_a_hash_observable(admin: httpx.Client) ->
     assert [o["case"]["id"] for o in similar] == [second["id"]]
 
 
+def test_a_hash_is_similar_to_its_value_and_to_the_files_carrying_it(
+    admin: httpx.Client,
+) -> None:
+    subject, other_hash, carrier, unrelated = (_case(admin) for _ in range(4))
+    content = b"second stage"
+    md5 = hashlib.md5(content).hexdigest()
+    hash_obs = admin.post(
+        f"/api/case/{subject['id']}/artifact",
+        json={"dataType": "hash", "data": md5, "message": "from the mail"},
+    ).json()
+    admin.post(
+        f"/api/case/{other_hash['id']}/artifact",
+        json={"dataType": "hash", "data": md5.upper(), "message": "same value"},
+    )
+    admin.post(
+        f"/api/case/{carrier['id']}/artifact",
+        data={"_json": '{"dataType": "file", "message": "the sample"}'},
+        files={"attachment": ("stage2.bin", content, "application/octet-stream")},
+    )
+    admin.post(
+        f"/api/case/{unrelated['id']}/artifact",
+        data={"_json": '{"dataType": "file", "message": "another sample"}'},
+        files={"attachment": ("other.bin", b"other", "application/octet-stream")},
+    )
+
+    response = admin.get(f"/api/case/artifact/{hash_obs['id']}/similar")
+    first = admin.get(
+        f"/api/case/artifact/{hash_obs['id']}/similar", params={"range": "0-1"}
+    )
+
+    found = {(o["case"]["id"], o["dataType"]) for o in response.json()}
+    assert found == {(other_hash["id"], "hash"), (carrier["id"], "file")}
+    assert response.headers["X-Total"] == "2"
+    assert len(first.json()) == 1 and first.headers["X-Total"] == "2"
+
+
+def test_a_file_is_similar_to_files_of_the_same_content(admin: httpx.Client) -> None:
+    first, second = _case(admin), _case(admin)
+    sent = [
+        admin.post(
+            f"/api/case/{case['id']}/artifact",
+            data={"_json": '{"dataType": "file", "message": "m"}'},
+            files={"attachment": (name, b"same bytes", "application/octet-stream")},
+        ).json()
+        for case, name in ((first, "a.exe"), (second, "renamed.exe"))
+    ]
+
+    similar = admin.get(f"/api/case/artifact/{sent[0]['id']}/similar")
+
+    assert [o["id"] for o in similar.json()] == [sent[1]["id"]]
+    assert similar.headers["X-Total"] == "1"
+
+
 def test_ioc_and_sighted_flags_update_and_are_searchable(admin: httpx.Client) -> None:
     case = _case(admin)
     obs = admin.post(

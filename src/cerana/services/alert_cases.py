@@ -255,7 +255,13 @@ def _insert_observables(
     hash_rows = []
     for row in rows:
         for value in _hashes(row, stored):
-            hash_rows.append({"observable_id": row["id"], "hash": value})
+            hash_rows.append(
+                {
+                    "observable_id": row["id"],
+                    "hash": value,
+                    "data_type": row["data_type"],
+                }
+            )
     if hash_rows:
         conn.execute(insert(tables.observable_hash), hash_rows)
     for row in rows:

@@ -214,7 +214,14 @@ def _copy_observables(
         if hashes:
             conn.execute(
                 insert(tables.observable_hash),
-                [{"observable_id": new_row["id"], "hash": h} for h in hashes],
+                [
+                    {
+                        "observable_id": new_row["id"],
+                        "hash": h,
+                        "data_type": new_row["data_type"],
+                    }
+                    for h in hashes
+                ],
             )
         _audit(conn, actor, attrs.OBSERVABLE, new_row, target_id)
 

@@ -232,7 +232,14 @@ def _insert_or_revive(
     if hashes:
         conn.execute(
             insert(tables.observable_hash),
-            [{"observable_id": values["id"], "hash": h} for h in dict.fromkeys(hashes)],
+            [
+                {
+                    "observable_id": values["id"],
+                    "hash": h,
+                    "data_type": values["data_type"],
+                }
+                for h in dict.fromkeys(hashes)
+            ],
         )
     _audit(conn, actor, "Creation", values, audited_details(attrs.OBSERVABLE, values))
     return values
@@ -351,10 +358,10 @@ def _similar_to(data_type: Any, key: Any, observable_id: Any, *, hashed: bool) -
     table = tables.observable
     if not hashed:
         return and_(table.c.data_type == data_type, table.c.data_key == key)
-    # Limitation: the rows of observable_hash do not say whether their
-    # observable is a file or a hash, so a hash held by thousands of
-    # observables reads each of them by primary key to find the few files
-    # (p95 of hash look-ups 6 to 11 ms at the benchmark's size, #2).
+    # Limitation: this condition reads every observable sharing a digest
+    # by its primary key (a common hash: thousands); the similar look-up
+    # has its own statements, which read only the files (0009), but the
+    # seen counts of hashes and files still use this one.
     inner = tables.observable.alias("same_value")
     digests = tables.observable_hash.alias("mine")
     sharing = tables.observable_hash.alias("sharing")
@@ -391,7 +398,6 @@ def similar_observables(
     """Returns (observable, its case) pairs seen in other live cases, newest
     first, and how many there are in all."""
     current = get_observable(conn, organisation, observable_id)
-    hashed = current["data_type"] in ("hash", "file")
     parameters = {
         "data_type": current["data_type"],
         "data_key": current["data_key"],
@@ -400,7 +406,8 @@ def similar_observables(
         "organisation": organisation,
         "offset": offset,
     }
-    page, counting = _SIMILAR[hashed, limit is not None]
+    kind = current["data_type"] if current["data_type"] in ("hash", "file") else ""
+    page, counting = _SIMILAR[kind, limit is not None]
     if limit is not None:
         parameters["limit"] = limit
     rows = list(conn.execute(page, parameters).mappings())
@@ -416,51 +423,74 @@ def similar_observables(
     return [(r, cases[r["case_id"]]) for r in rows], total
 
 
-def _similar_statements(*, hashed: bool, limited: bool) -> tuple[Any, Any]:
-    """The page and the count of `similar_observables`, on bound parameters
-    (data_type, data_key, id, case_id, organisation, offset, and limit when
-    ``limited``).
+def _similar_statements(kind: str, *, limited: bool) -> tuple[Any, Any]:
+    """The page and the count of `similar_observables` for an observable of
+    ``kind`` ("hash", "file", or "" for any other datatype), on bound
+    parameters (data_type, data_key, id, case_id, organisation, offset, and
+    limit when ``limited``).
 
     The page's rows are whole observables, each with the number of all
     matches (``total``), found in one pass over the matches: the sort has
     to see them all anyway, and it sorts ids, not whole rows, which are
-    read for the page alone.
+    read for the page alone. The matches of the same value are read from
+    indexes only (migration 0008); those sharing a digest through
+    ``observable_hash``: only the files for a hash (migration 0009), every
+    holder of its digests for a file.
     """
     table, case = tables.observable, tables.case
-    where = (
-        _similar_to(
-            bindparam("data_type"),
-            bindparam("data_key"),
-            bindparam("id"),
-            hashed=hashed,
-        ),
+    live = (
         table.c.case_id != bindparam("case_id"),
         table.c.status == "Ok",
         _live_case_condition(bindparam("organisation")),
     )
-    joined = table.join(case, case.c.id == table.c.case_id)
-    matches = (
-        select(table.c.id, table.c.start_date, func.count().over().label("total"))
-        .select_from(joined)
-        .where(*where)
-        .order_by(table.c.start_date.desc(), table.c.id.desc())
+    with_case = table.join(case, case.c.id == table.c.case_id)
+    matches: Any = (
+        select(table.c.id, table.c.start_date)
+        .select_from(with_case)
+        .where(
+            table.c.data_type == bindparam("data_type"),
+            table.c.data_key == bindparam("data_key"),
+            *live,
+        )
+    )
+    if kind:
+        mine = tables.observable_hash.alias("mine")
+        sharing = tables.observable_hash.alias("sharing")
+        digests = select(mine.c.hash).where(mine.c.observable_id == bindparam("id"))
+        sharers: list[Any] = [sharing.c.hash.in_(digests)]
+        if kind == "hash":  # the other hashes of this value are found above
+            sharers.append(sharing.c.data_type == "file")
+        matches = union(
+            matches,
+            select(table.c.id, table.c.start_date)
+            .select_from(
+                sharing.join(table, table.c.id == sharing.c.observable_id).join(
+                    case, case.c.id == table.c.case_id
+                )
+            )
+            .where(*sharers, *live),
+        )
+    every = matches.subquery("matches")
+    found = (
+        select(every.c.id, every.c.start_date, func.count().over().label("total"))
+        .order_by(every.c.start_date.desc(), every.c.id.desc())
         .offset(bindparam("offset"))
     )
     if limited:
-        matches = matches.limit(bindparam("limit"))
-    found = matches.subquery("found")
+        found = found.limit(bindparam("limit"))
+    page_ids = found.subquery("found")
     page = (
-        select(table, found.c.total)
-        .join_from(found, table, table.c.id == found.c.id)
-        .order_by(found.c.start_date.desc(), found.c.id.desc())
+        select(table, page_ids.c.total)
+        .join_from(page_ids, table, table.c.id == page_ids.c.id)
+        .order_by(page_ids.c.start_date.desc(), page_ids.c.id.desc())
     )
-    return page, select(func.count()).select_from(joined).where(*where)
+    return page, select(func.count()).select_from(every)
 
 
-# Built once, as the seen counts below are: (page, count) by (hashed, limited).
+# Built once, as the seen counts below are: (page, count) by (kind, limited).
 _SIMILAR = {
-    (hashed, limited): _similar_statements(hashed=hashed, limited=limited)
-    for hashed in (False, True)
+    (kind, limited): _similar_statements(kind, limited=limited)
+    for kind in ("", "hash", "file")
     for limited in (False, True)
 }
 

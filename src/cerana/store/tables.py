@@ -272,7 +272,9 @@ observable_tag = Table(
 
 # Hash values an observable stands for: a `hash` observable's value, or the
 # three digests of a `file` observable. TheHive's similarity rule matches a
-# hash against files and files against each other through this table.
+# hash against files and files against each other through this table. The
+# observable's datatype is repeated here (it never changes) so a look-up of
+# the files carrying a common hash reads the index, not every holder.
 observable_hash = Table(
     "observable_hash",
     metadata,
@@ -283,7 +285,8 @@ observable_hash = Table(
         primary_key=True,
     ),
     Column("hash", String(128), primary_key=True),
-    Index("ix_observable_hash_hash", "hash", "observable_id"),
+    Column("data_type", String(64), nullable=False),
+    Index("ix_observable_hash_hash", "hash", "data_type", "observable_id"),
 )
 
 dblist = Table(
