@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cerana.domain.errors import InvalidQuery
+from cerana.store import query as query_module
 from cerana.store import tables
 from cerana.store.db import Database
 from cerana.store.models import CASE, LOG, OBSERVABLE, TASK, USER, Model
@@ -1112,3 +1113,44 @@ def test_any_query_that_compiles_also_runs(dataset: Database, query: object) -> 
         return
 
     found(dataset, CASE, query)
+
+
+@pytest.mark.parametrize("dense", [False, True], ids=["few-matches", "many-matches"])
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ([("startDate", True)], ["case5", "case1"]),
+        ([("endDate", False), ("startDate", False)], ["case1", "case5"]),
+    ],
+)
+def test_tag_search_sorts_alike_whichever_plan_it_takes(
+    cases: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    dense: bool,
+    sort: list[tuple[str, bool]],
+    expected: list[str],
+) -> None:
+    # Few matches: read through the tag index, sorted without an index;
+    # many: walk the sort order and probe the tags per row.
+    monkeypatch.setattr(query_module, "_DENSE_MATCHES", 0 if dense else 1000)
+    with cases.read() as conn:
+        rows, total = search(
+            conn,
+            CASE,
+            organisation=ORG,
+            query={"tags": "phishing"},
+            range_=(0, None),
+            sort=sort,
+        )
+        first, _ = search(
+            conn,
+            CASE,
+            organisation=ORG,
+            query={"tags": "phishing"},
+            range_=(0, 1),
+            sort=sort,
+        )
+
+    assert [row["id"] for row in rows] == expected
+    assert total == 2
+    assert [row["id"] for row in first] == expected[:1]

@@ -387,6 +387,10 @@ def _hashes_field(model: Model, table: FromClause, name: str) -> FieldRef:
 _side_style: ContextVar[str] = ContextVar("side_style", default="lookup")
 # Above this many matches a search walks its sort order and probes.
 _DENSE_MATCHES = 2000
+# The side-table look-ups a condition built, while `search` builds one.
+_side_lookups: ContextVar[list[FromClause] | None] = ContextVar(
+    "side_lookups", default=None
+)
 
 
 def _side_test(
@@ -399,6 +403,9 @@ def _side_test(
     """A condition on a side table (tags, custom fields) in the current style."""
     if _side_style.get() == "probe":
         return _exists(side, table, on, condition)
+    lookups = _side_lookups.get()
+    if lookups is not None:
+        lookups.append(side)
     return table.c.id.in_(select(owner).where(condition))
 
 
@@ -1118,14 +1125,16 @@ def _range(ref: FieldRef, token: _Token) -> ColumnElement[bool]:
 
 
 def order_by_clauses(
-    model: Model, sort: list[tuple[str, bool]]
+    model: Model, sort: list[tuple[str, bool]], *, indexable: bool = True
 ) -> list[ColumnElement[Any]]:
     """Returns ORDER BY clauses for ``sort``, ending with ``id DESC``.
 
     Rows without a value sort last in both directions, as in
     Elasticsearch; the id tie-breaker makes paging stable. Raises
     InvalidQuery for an unknown field or one that cannot be sorted on
-    (tags, custom fields, JSON attributes).
+    (tags, custom fields, JSON attributes). When not ``indexable``, the
+    sort keys are wrapped so that no index can serve them, and the
+    database has to find the matches first, then sort them.
     """
     clauses: list[ColumnElement[Any]] = []
     for name, descending in sort:
@@ -1135,7 +1144,8 @@ def order_by_clauses(
         # Limitation: text sorts in the database's collation, not byte order
         # as Elasticsearch's keywords do, because SQLite and PostgreSQL
         # share no collation name to ask for it.
-        direction = ref.value.desc() if descending else ref.value.asc()
+        key = ref.value if indexable else func.coalesce(ref.value, ref.value)
+        direction = key.desc() if descending else key.asc()
         # NULLS LAST only where a NULL can be: PostgreSQL cannot read an
         # index backwards for ``DESC NULLS LAST``, and sorted every match
         # of a common tag instead of walking the start-date index (87 ms
@@ -1244,7 +1254,14 @@ def search(
     when the query is on the status alone (`counted_total`), else a count.
     Raises InvalidQuery for a bad query or sort field.
     """
-    condition = row_filter(model, organisation=organisation, query=query, scope=scope)
+    lookups: list[FromClause] = []
+    collecting = _side_lookups.set(lookups)
+    try:
+        condition = row_filter(
+            model, organisation=organisation, query=query, scope=scope
+        )
+    finally:
+        _side_lookups.reset(collecting)
     total = (
         None if scope is not None else counted_total(conn, model, organisation, query)
     )
@@ -1253,8 +1270,14 @@ def search(
         total = int(conn.execute(counting).scalar_one())
     # When many rows match, walking the sort index and probing the side
     # tables per row finds a page at once; when few match, starting from
-    # the side tables' index is faster. The count just told us which.
-    if total > _DENSE_MATCHES:
+    # the side tables' index is faster. The count just told us which. With
+    # few matches, PostgreSQL may still walk the sort index, guessing the
+    # matches spread evenly: a tag absent from the newest 38,000 open
+    # cases took it 43 ms to find 50 of 512, and 5 ms when made to read
+    # the 512 first and sort them. So with few matches found through a side
+    # table, the sort is kept from using an index.
+    dense = total > _DENSE_MATCHES
+    if dense:
         token = _side_style.set("probe")
         try:
             condition = row_filter(
@@ -1266,7 +1289,7 @@ def search(
     page = (
         select(model.table)
         .where(condition)
-        .order_by(*order_by_clauses(model, sort))
+        .order_by(*order_by_clauses(model, sort, indexable=dense or not lookups))
         .offset(offset)
     )
     if limit is not None:
