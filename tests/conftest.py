@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,23 @@ def _create_postgres_database(name: str) -> str:
         .set(database=name)
         .render_as_string(hide_password=False)
     )
+
+
+@contextmanager
+def fresh_database(backend: str, sqlite_file: Path, label: str) -> Iterator[str]:
+    """Yields the URL of a new, empty database of ``backend``: the SQLite
+    file ``sqlite_file``, or a PostgreSQL database of this process's own,
+    dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{sqlite_file}"
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"cerana_{label}_{worker}_{os.getpid()}"
+    url = _create_postgres_database(name)
+    try:
+        yield url
+    finally:
+        _drop_postgres_database(name)
 
 
 @pytest.fixture(scope="session")

@@ -23,11 +23,7 @@ from cerana.services import users
 from cerana.services.context import system_actor
 from cerana.store import tables
 from cerana.store.db import Database
-from tests.conftest import (
-    BACKENDS,
-    _create_postgres_database,
-    _drop_postgres_database,
-)
+from tests.conftest import BACKENDS, fresh_database
 
 CLIENTS = 6
 ADMIN_PASSWORD = "crash-test-admin-1"
@@ -41,13 +37,8 @@ def _free_port() -> int:
 
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'data' / 'cerana.db'}"
-        return
-    name = f"cerana_crash_{os.getpid()}"
-    url = _create_postgres_database(name)
-    yield url
-    _drop_postgres_database(name)
+    with fresh_database(request.param, tmp_path / "data" / "cerana.db", "crash") as url:
+        yield url
 
 
 def _admin_key(url: str, data_dir: Path) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,19 +10,14 @@ import sqlalchemy as sa
 from alembic import command
 
 from cerana.store.db import alembic_config
-from tests.conftest import BACKENDS, _create_postgres_database, _drop_postgres_database
+from tests.conftest import BACKENDS, fresh_database
 
 
 @pytest.fixture(params=BACKENDS)
 def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of a database with no tables, of each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'migrating.db'}"
-        return
-    name = f"cerana_migrating_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
-    url = _create_postgres_database(name)
-    yield url
-    _drop_postgres_database(name)
+    with fresh_database(request.param, tmp_path / "migrating.db", "migrating") as url:
+        yield url
 
 
 def _migrate(engine: sa.Engine, revision: str, *, down: bool = False) -> None:
