@@ -26,6 +26,7 @@ from cerana.services import templates
 from cerana.services.attachments import attachment_rows
 from cerana.services.audit import audited_details, record_audit
 from cerana.services.context import Actor
+from cerana.services.observables import hash_rows
 from cerana.store import models, records, tables
 
 logger = logging.getLogger(__name__)
@@ -252,18 +253,9 @@ def _insert_observables(
     stored = attachment_rows(
         conn, {r["attachment_id"] for r in rows if r["attachment_id"]}
     )
-    hash_rows = []
-    for row in rows:
-        for value in _hashes(row, stored):
-            hash_rows.append(
-                {
-                    "observable_id": row["id"],
-                    "hash": value,
-                    "data_type": row["data_type"],
-                }
-            )
-    if hash_rows:
-        conn.execute(insert(tables.observable_hash), hash_rows)
+    digests = [h for row in rows for h in hash_rows(row, _hashes(row, stored))]
+    if digests:
+        conn.execute(insert(tables.observable_hash), digests)
     for row in rows:
         details = audited_details(attrs.OBSERVABLE, row)
         _audit_observable(conn, actor, "Creation", row["id"], case_id, details)

@@ -21,6 +21,7 @@ from cerana.domain.identifiers import new_id
 from cerana.services import cases as case_service
 from cerana.services.audit import audited_details, record_audit
 from cerana.services.context import Actor
+from cerana.services.observables import hash_rows
 from cerana.store import models, records, tables
 
 logger = logging.getLogger(__name__)
@@ -212,17 +213,7 @@ def _copy_observables(
             .all()
         )
         if hashes:
-            conn.execute(
-                insert(tables.observable_hash),
-                [
-                    {
-                        "observable_id": new_row["id"],
-                        "hash": h,
-                        "data_type": new_row["data_type"],
-                    }
-                    for h in hashes
-                ],
-            )
+            conn.execute(insert(tables.observable_hash), hash_rows(new_row, hashes))
         _audit(conn, actor, attrs.OBSERVABLE, new_row, target_id)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -230,19 +230,24 @@ def _insert_or_revive(
     )
     records.insert_record(conn, models.OBSERVABLE, values)
     if hashes:
-        conn.execute(
-            insert(tables.observable_hash),
-            [
-                {
-                    "observable_id": values["id"],
-                    "hash": h,
-                    "data_type": values["data_type"],
-                }
-                for h in dict.fromkeys(hashes)
-            ],
-        )
+        conn.execute(insert(tables.observable_hash), hash_rows(values, hashes))
     _audit(conn, actor, "Creation", values, audited_details(attrs.OBSERVABLE, values))
     return values
+
+
+def hash_rows(
+    observable: Mapping[str, Any], hashes: Iterable[str]
+) -> list[dict[str, Any]]:
+    """The ``observable_hash`` rows of ``observable`` for ``hashes`` (each
+    once), with its datatype, which the similar look-up reads from them."""
+    return [
+        {
+            "observable_id": observable["id"],
+            "hash": value,
+            "data_type": observable["data_type"],
+        }
+        for value in dict.fromkeys(hashes)
+    ]
 
 
 def _existing(
